@@ -1,0 +1,14 @@
+"""SFSC: switchable, self-compatible representation learning as a FastReID project.
+
+Importing the package patches FastReID for modern Python / torch / numpy (see
+``fastreid_compat``) and registers SFSC's backbones, heads, meta-architecture and datasets.
+"""
+from . import fastreid_compat
+
+fastreid_compat.apply_all()
+
+from .config import add_sfsc_config, model_widths  # noqa: E402
+from . import modeling  # noqa: E402,F401  (registers backbones, heads, meta-architectures)
+
+__version__ = "0.1.0"
+__all__ = ["add_sfsc_config", "model_widths", "__version__"]

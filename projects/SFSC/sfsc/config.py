@@ -1,0 +1,54 @@
+"""SFSC's config keys, added to FastReID's defaults by ``add_sfsc_config``."""
+from __future__ import annotations
+
+from typing import Tuple
+
+from fastreid.config import CfgNode as CN
+
+
+def add_sfsc_config(cfg: CN) -> None:
+    """Add the ``SFSC`` section (and ``SEED``) to a FastReID config, in place."""
+    _C = cfg
+
+    _C.SEED = -1  # < 0: a random seed, logged and written to OUTPUT_DIR/seed.txt
+
+    _C.SFSC = CN()
+    # Crop ratios of the switchable sub-models, relative to the full (1.0x) network.
+    _C.SFSC.WIDTHS = [0.25, 0.5, 0.75]
+    # The width the original loss trains: 1.0 for SFSC / *-S; < 1.0 for a unified or one-to-one
+    # model of a single width (then WIDTHS is empty or holds only that width).
+    _C.SFSC.TRAIN_WIDTH = 1.0
+    # Compatible loss of every sub-model: evidential | bct | asymmetric | none.
+    _C.SFSC.COMPAT_LOSS = "evidential"
+    _C.SFSC.COMPAT_WEIGHT = 1.0
+    # How the per-task gradients (L_ori, L_c1 ... L_cm) become one update: pcgrad | sum.
+    _C.SFSC.AGGREGATION = "pcgrad"
+
+    _C.SFSC.EVIDENTIAL = CN()
+    _C.SFSC.EVIDENTIAL.LAMBDA = 0.2
+    _C.SFSC.EVIDENTIAL.ANNEAL_ITERS = 0  # > 0: lambda ramps up linearly over these iterations
+    _C.SFSC.EVIDENTIAL.LOGIT_CLAMP = 10.0  # logits clamped to [-c, c] before exp
+
+    _C.SFSC.ASYMMETRIC = CN()
+    _C.SFSC.ASYMMETRIC.TYPE = "contrastive"  # contrastive | triplet
+    _C.SFSC.ASYMMETRIC.MARGIN = 0.7
+
+    _C.SFSC.PCGRAD = CN()
+    _C.SFSC.PCGRAD.EPS = 1e-12
+
+    # One-to-one compatibility: a frozen, separately trained full model (FastReID checkpoint).
+    _C.SFSC.OLD_MODEL = CN()
+    _C.SFSC.OLD_MODEL.WEIGHTS = ""
+    _C.SFSC.OLD_MODEL.CONFIG = ""  # its config.yaml; empty: this config at TRAIN_WIDTH 1.0
+
+    _C.SFSC.LOG_PERIOD = 20
+
+    # Many-to-many evaluation.
+    _C.TEST.COMPAT = CN()
+    _C.TEST.COMPAT.CHUNK_SIZE = 1024  # queries per block: bounds evaluation memory
+    _C.TEST.COMPAT.BACKEND = "auto"  # auto | faiss | torch
+
+
+def model_widths(cfg: CN) -> Tuple[float, ...]:
+    """All widths the switchable model holds (ascending): SFSC.WIDTHS and SFSC.TRAIN_WIDTH."""
+    return tuple(sorted({float(w) for w in cfg.SFSC.WIDTHS} | {float(cfg.SFSC.TRAIN_WIDTH)}))

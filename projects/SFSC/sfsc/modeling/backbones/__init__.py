@@ -1,0 +1,1 @@
+from .resnet import SwitchableResNet, build_switchable_resnet_backbone  # noqa: F401
