@@ -41,7 +41,16 @@ def add_sfsc_config(cfg: CN) -> None:
     _C.SFSC.OLD_MODEL.WEIGHTS = ""
     _C.SFSC.OLD_MODEL.CONFIG = ""  # its config.yaml; empty: this config at TRAIN_WIDTH 1.0
 
+    _C.SFSC.CHECKPOINT = CN()
+    _C.SFSC.CHECKPOINT.STRICT = True  # refuse checkpoints that do not match the model key for key
+    _C.SFSC.CHECKPOINT.ALLOW_PICKLE = False  # only for trusted legacy files
+
     _C.SFSC.LOG_PERIOD = 20
+    # Steps with a non-finite loss or gradient are skipped; this many in a row stop training.
+    _C.SFSC.MAX_NONFINITE_STEPS = 5
+
+    # Mixed precision: float16 (CUDA, with GradScaler) or bfloat16 (CUDA or CPU, no scaler).
+    _C.SOLVER.AMP.DTYPE = "float16"
 
     # Many-to-many evaluation.
     _C.TEST.COMPAT = CN()

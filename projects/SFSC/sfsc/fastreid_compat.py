@@ -41,12 +41,12 @@ def _torch_six() -> None:
 
 
 def _numpy_aliases() -> None:
-    # numpy >= 1.24 removed the deprecated scalar aliases (`np.bool` in eval_cuhk03).
+    # numpy 1.24-1.26 lack `np.bool` (used by eval_cuhk03); numpy 2 brought it back as its own
+    # bool type, in which case this changes nothing.
     import numpy as np
 
-    for name, value in (("bool", bool), ("int", int), ("float", float), ("object", object)):
-        if name not in np.__dict__:
-            setattr(np, name, value)
+    if "bool" not in np.__dict__:
+        np.bool = np.bool_
 
 
 def _optimizer_not_contiguous() -> None:
@@ -73,11 +73,10 @@ def _optimizer_not_contiguous() -> None:
 def _cpu_data_loader() -> None:
     # DataLoaderX creates a CUDA stream in __init__ and moves batches to a CUDA device: it
     # crashes on machines without CUDA. Fall back to a plain DataLoader there.
-    import torch
-    from torch.utils.data import DataLoader
-
     import fastreid.data.build as build
+    import torch
     from fastreid.data.data_utils import DataLoaderX
+    from torch.utils.data import DataLoader
 
     if getattr(build.DataLoaderX, "_sfsc_patched", False):
         return
@@ -120,9 +119,8 @@ def _amp_cuda_only() -> None:
     # AMPTrainer asserts CUDA and uses the deprecated torch.cuda.amp API. SFSC's trainer
     # implements AMP itself with torch.amp; route FastReID's DefaultTrainer away from AMPTrainer
     # when CUDA is absent so that SOLVER.AMP.ENABLED on a CPU machine trains in fp32.
-    import torch
-
     import fastreid.engine.defaults as defaults
+    import torch
     from fastreid.engine.train_loop import AMPTrainer, SimpleTrainer
 
     if getattr(defaults.AMPTrainer, "_sfsc_patched", False):

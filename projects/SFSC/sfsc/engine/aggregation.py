@@ -1,0 +1,97 @@
+"""Gradient aggregation strategies: how T per-task gradients become one update.
+
+Each strategy maps the T×T Gram matrix of the task gradients G (T×P) to coefficients c (T,)
+and the update direction is cᵀG. Working in Gram space is exact for PCGrad, because every
+projected gradient stays a linear combination of the original ones: the whole projection costs
+O(T³) scalar work plus one Gram matrix and one T×P product, a small fraction of a step even
+for ResNet-50. Strategies are small classes selected by name (SFSC.AGGREGATION), as in LibMTL.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
+import numpy as np
+import torch
+
+__all__ = ["Aggregation", "SumAggregation", "PCGradAggregation", "AGGREGATIONS",
+           "build_aggregation"]
+
+
+class Aggregation:
+    """Base class: ``coefficients(gram) -> c`` with update = Σ_t c_t g_t."""
+
+    name = ""
+
+    def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
+        """gram (T, T) float64 -> c (T,) float64."""
+        raise NotImplementedError
+
+    def __call__(self, grads: torch.Tensor, gram: Optional[torch.Tensor] = None,
+                 out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """grads (T, P) -> aggregated gradient (P,), written into ``out`` if given."""
+        if gram is None:
+            gram = grads @ grads.t()
+        coef = self.coefficients(gram.double()).to(device=grads.device, dtype=grads.dtype)
+        if out is None:
+            return coef @ grads
+        torch.mm(coef[None], grads, out=out.view(1, -1))
+        return out
+
+
+class SumAggregation(Aggregation):
+    """θ ← θ − lr·Σ_t g_t (what one backward of the summed loss gives)."""
+
+    name = "sum"
+
+    def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
+        return torch.ones(gram.shape[0], dtype=gram.dtype)
+
+
+class PCGradAggregation(Aggregation):
+    """SFSC's Algorithm 1 (PCGrad, Yu et al. 2020).
+
+    For each g_a, visit the *other* gradients in a fresh random order; when the current g_a
+    conflicts with an original g_b (g_a·g_b < 0), remove its component along g_b:
+    g_a ← g_a − (g_a·g_b / (‖g_b‖² + ε)) g_b. The update is the sum of the projected g_a.
+    """
+
+    name = "pcgrad"
+
+    def __init__(self, eps: float = 1e-12, seed: int = 0):
+        self.eps = eps
+        self.rng = np.random.default_rng(seed)
+
+    def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
+        g = gram.cpu().numpy()
+        t = g.shape[0]
+        coef = np.eye(t)  # row a: projected g_a as a combination of the original gradients
+        for a in range(t):
+            others = np.array([b for b in range(t) if b != a], dtype=np.int64)
+            for b in self.rng.permutation(others):
+                dot = coef[a] @ g[:, b]
+                if dot < 0:
+                    coef[a, b] -= dot / (g[b, b] + self.eps)
+        return torch.from_numpy(coef.sum(axis=0))
+
+    def state_dict(self) -> Dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+AGGREGATIONS: Dict[str, Type[Aggregation]] = {
+    SumAggregation.name: SumAggregation,
+    PCGradAggregation.name: PCGradAggregation,
+}
+
+
+def build_aggregation(cfg, seed: int = 0) -> Aggregation:
+    """The strategy named by SFSC.AGGREGATION."""
+    name = cfg.SFSC.AGGREGATION
+    if name not in AGGREGATIONS:
+        raise ValueError(f"SFSC.AGGREGATION {name!r} is not one of {sorted(AGGREGATIONS)}")
+    if name == PCGradAggregation.name:
+        return PCGradAggregation(cfg.SFSC.PCGRAD.EPS, seed)
+    return AGGREGATIONS[name]()
+

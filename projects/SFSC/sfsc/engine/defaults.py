@@ -1,0 +1,51 @@
+"""Config set-up for SFSC entry points: FastReID's default_setup plus seed and device."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+from fastreid.config import get_cfg
+from fastreid.engine.defaults import default_setup
+from fastreid.utils import comm
+from fastreid.utils.logger import setup_logger
+
+from ..config import add_sfsc_config
+
+__all__ = ["setup_cfg"]
+
+logger = logging.getLogger(__name__)
+
+
+def setup_cfg(args, setup: bool = True):
+    """Build the frozen config from ``--config-file`` and trailing KEY VALUE options.
+
+    With ``setup``: create OUTPUT_DIR, log and save config.yaml (FastReID's default_setup),
+    fall back to the CPU when CUDA is absent, seed every RNG and record the seed.
+    """
+    cfg = get_cfg()
+    add_sfsc_config(cfg)
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts or [])
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    if cfg.SEED < 0:
+        cfg.SEED = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+        cfg.SEED = comm.all_gather(cfg.SEED)[0] if comm.get_world_size() > 1 else cfg.SEED
+    cfg.freeze()
+    if setup:
+        default_setup(cfg, args)
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="sfsc")
+        seed = cfg.SEED + comm.get_rank()  # data augmentation differs across processes
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        logger.info(f"Seed {cfg.SEED} (process {comm.get_rank()} uses {seed}); "
+                    f"device {cfg.MODEL.DEVICE}")
+        if comm.is_main_process() and cfg.OUTPUT_DIR:
+            with open(os.path.join(cfg.OUTPUT_DIR, "seed.txt"), "w") as f:
+                f.write(f"{cfg.SEED}\n")
+    return cfg

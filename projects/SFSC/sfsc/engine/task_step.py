@@ -1,0 +1,143 @@
+"""The SFSC training step: one forward of every sub-model, one gradient per task, one update.
+
+step: losses = model(batch)  ->  G (T×P) = per-task gradients  ->  all-reduce G (DDP)
+      ->  Gram = G Gᵀ  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG  ->  optimizer.step()
+Under AMP every task's loss is scaled by the same GradScaler factor, the projection runs on the
+scaled gradients (it is scale-invariant), and GradScaler unscales / skips / steps once.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import nullcontext
+from typing import Dict, Optional
+
+import torch
+from fastreid.engine.train_loop import SimpleTrainer
+from fastreid.utils import comm
+from fastreid.utils.events import get_event_storage
+
+from .aggregation import Aggregation
+from .task_gradients import TaskGradients
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TaskGradientTrainer", "NonFiniteTrainingError"]
+
+
+class NonFiniteTrainingError(FloatingPointError):
+    """Too many consecutive steps with non-finite losses or gradients."""
+
+
+class TaskGradientTrainer(SimpleTrainer):
+    """FastReID ``SimpleTrainer`` whose step aggregates per-task gradients.
+
+    Args:
+        model: a :class:`SwitchableBaseline` (not DDP-wrapped: gradients are synchronised here).
+        aggregation: the strategy turning T task gradients into one update.
+        amp_dtype: None (fp32), torch.float16 (CUDA, with GradScaler) or torch.bfloat16.
+        max_nonfinite: consecutive skipped steps after which training stops.
+    """
+
+    def __init__(self, model, data_loader, optimizer, param_wrapper, aggregation: Aggregation,
+                 amp_dtype: Optional[torch.dtype] = None, max_nonfinite: int = 5,
+                 grad_scaler: Optional[torch.amp.GradScaler] = None):
+        super().__init__(model, data_loader, optimizer, param_wrapper)
+        self.aggregation = aggregation
+        self.amp_dtype = amp_dtype
+        self.grad_scaler = grad_scaler
+        self.max_nonfinite = max_nonfinite
+        self.task_names = None
+        self.task_grads: Optional[TaskGradients] = None
+        self.conflicts_total = 0
+        self.skipped_total = 0
+        self._skipped_in_a_row = 0
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.model.device.type, dtype=self.amp_dtype)
+
+    def run_step(self) -> None:
+        assert self.model.training, "[TaskGradientTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+
+        self.model.iteration = self.iter
+        with self._autocast():
+            tasks = self.model(data)
+        losses = [sum(d.values()) for d in tasks.values()]
+        if self.task_grads is None:
+            self.task_names = list(tasks)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            self.task_grads = TaskGradients(params, len(losses))
+        scaled = [self.grad_scaler.scale(loss) for loss in losses] if self.grad_scaler else losses
+        grads = self.task_grads.compute(scaled)
+        self.task_grads.all_reduce_mean()
+        gram = grads @ grads.t()
+        # Decided on all-reduced values, so every process skips the same steps. Under AMP a
+        # non-finite gradient with finite losses is GradScaler's business (it skips and
+        # lowers the scale); a non-finite loss is not something a smaller scale fixes.
+        if not bool(torch.isfinite(self.task_grads.losses).all()):
+            self._skip_step(tasks, "a non-finite loss")
+            return
+        if self.grad_scaler is None and not bool(torch.isfinite(gram).all()):
+            self._skip_step(tasks, "a non-finite gradient")
+            return
+        self.aggregation(grads, gram, out=self.task_grads.flat)
+        self.task_grads.point_param_grads()
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)  # unscales; skips the step on inf / NaN
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+        self._skipped_in_a_row = 0
+        self._write_task_metrics(tasks, gram, data_time)
+
+    def _skip_step(self, tasks: Dict[str, Dict[str, torch.Tensor]], why: str) -> None:
+        self.skipped_total += 1
+        self._skipped_in_a_row += 1
+        values = {f"{t}/{k}": float(v.detach()) for t, d in tasks.items() for k, v in d.items()}
+        logger.warning(f"Skipped iteration {self.iter}: {why} ({values}); "
+                       f"{self._skipped_in_a_row} in a row, {self.skipped_total} in total")
+        if self._skipped_in_a_row >= self.max_nonfinite:
+            raise NonFiniteTrainingError(
+                f"{self._skipped_in_a_row} consecutive iterations had {why} (last: {values}). "
+                "Training stopped. Lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, check "
+                "the data, or raise SFSC.MAX_NONFINITE_STEPS.")
+
+    def _write_task_metrics(self, tasks, gram: torch.Tensor, data_time: float) -> None:
+        loss_dict = {k: v for d in tasks.values() for k, v in d.items()}
+        self._write_metrics(loss_dict, data_time)
+        gram = gram.double().cpu()
+        if self.grad_scaler is not None:
+            gram = gram / float(self.grad_scaler.get_scale()) ** 2
+        t = gram.shape[0]
+        conflicts = int(sum(gram[a, b] < 0 for a in range(t) for b in range(a + 1, t)))
+        self.conflicts_total += conflicts
+        if comm.is_main_process():
+            storage = get_event_storage()
+            norms = gram.diagonal().clamp_min(0).sqrt()
+            scalars = {f"grad_norm/{name}": float(n) for name, n in zip(self.task_names, norms)}
+            scalars["conflicts"] = conflicts
+            scalars["conflicts_cumulative"] = self.conflicts_total
+            for width, u in getattr(self.model, "uncertainty", {}).items():
+                scalars[f"uncertainty@{width:g}"] = float(u)
+            storage.put_scalars(smoothing_hint=False, **scalars)
+
+    def state_dict(self) -> dict:
+        state = {"conflicts_total": self.conflicts_total, "skipped_total": self.skipped_total}
+        if hasattr(self.aggregation, "state_dict"):
+            state["aggregation"] = self.aggregation.state_dict()
+        if self.grad_scaler is not None:
+            state["grad_scaler"] = self.grad_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.conflicts_total = state.get("conflicts_total", 0)
+        self.skipped_total = state.get("skipped_total", 0)
+        if "aggregation" in state and hasattr(self.aggregation, "load_state_dict"):
+            self.aggregation.load_state_dict(state["aggregation"])
+        if "grad_scaler" in state and self.grad_scaler is not None:
+            self.grad_scaler.load_state_dict(state["grad_scaler"])

@@ -1,0 +1,156 @@
+"""SFSCTrainer: FastReID's DefaultTrainer with the task-gradient step and many-to-many testing."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import OrderedDict
+
+import fastreid.data.build as data_build
+import torch
+from fastreid.data import build_reid_test_loader
+from fastreid.data.common import CommDataset
+from fastreid.data.datasets import DATASET_REGISTRY
+from fastreid.data.transforms import build_transforms
+from fastreid.engine import hooks
+from fastreid.engine.defaults import DefaultTrainer
+from fastreid.engine.train_loop import TrainerBase
+from fastreid.evaluation.testing import print_csv_format
+from fastreid.modeling.meta_arch import build_model
+from fastreid.solver import build_optimizer
+from fastreid.utils import comm
+from fastreid.utils.logger import setup_logger
+
+from ..evaluation.compatibility_evaluator import evaluate_compatibility
+from ..evaluation.feature_extraction import extract_features
+from .aggregation import build_aggregation
+from .checkpoint import SFSCCheckpointer
+from .task_step import TaskGradientTrainer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SFSCTrainer", "amp_settings"]
+
+
+def amp_settings(cfg, device: torch.device):
+    """(autocast dtype or None, GradScaler or None) for SOLVER.AMP on ``device``."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return None, None
+    dtype = getattr(torch, cfg.SOLVER.AMP.DTYPE)
+    if device.type == "cuda":
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        return dtype, scaler
+    if dtype == torch.bfloat16:
+        return dtype, None
+    logger.warning("SOLVER.AMP.ENABLED with float16 needs CUDA; training in fp32 "
+                   "(set SOLVER.AMP.DTYPE bfloat16 for mixed precision on CPU).")
+    return None, None
+
+
+class SFSCTrainer(DefaultTrainer):
+    """Trains a switchable model: every sub-model on every batch, one update per step.
+
+    The model is not wrapped in DistributedDataParallel: the step all-reduces the per-task
+    gradients itself (one collective for all tasks) before aggregating them.
+    """
+
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
+            setup_logger()
+        data_loader = self.build_train_loader(cfg)
+        cfg = self.auto_scale_hyperparams(cfg, data_loader.dataset.num_classes)
+        model = self.build_model(cfg)
+        optimizer, param_wrapper = self.build_optimizer(cfg, model)
+        if comm.get_world_size() > 1:  # identical start on every process
+            for tensor in list(model.parameters()) + list(model.buffers()):
+                torch.distributed.broadcast(tensor.data, src=0)
+        amp_dtype, scaler = amp_settings(cfg, model.device)
+        seed = cfg.SEED if cfg.SEED >= 0 else 0
+        self._trainer = TaskGradientTrainer(
+            model, data_loader, optimizer, param_wrapper, build_aggregation(cfg, seed),
+            amp_dtype, cfg.SFSC.MAX_NONFINITE_STEPS, scaler)
+        self.iters_per_epoch = len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH
+        if self.iters_per_epoch == 0:
+            raise ValueError(f"The training set has {len(data_loader.dataset)} images, fewer than "
+                             f"one batch (SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH}).")
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
+        self.checkpointer = SFSCCheckpointer(
+            model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
+            allow_pickle=cfg.SFSC.CHECKPOINT.ALLOW_PICKLE, strict=cfg.SFSC.CHECKPOINT.STRICT,
+            optimizer=optimizer, task_step=self._trainer, **self.scheduler)
+        self.start_epoch = 0
+        self.max_epoch = cfg.SOLVER.MAX_EPOCH
+        self.max_iter = self.max_epoch * self.iters_per_epoch
+        self.warmup_iters = cfg.SOLVER.WARMUP_ITERS
+        self.delay_epochs = cfg.SOLVER.DELAY_EPOCHS
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        for hook in ret:
+            if isinstance(hook, hooks.PeriodicWriter):  # FastReID hard-codes 200 iterations
+                hook._period = self.cfg.SFSC.LOG_PERIOD
+        return ret
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = build_model(cfg)
+        logger.info(f"Model:\n{model}")
+        n = sum(p.numel() for p in model.parameters())
+        logger.info(f"Switchable model: widths {list(model.widths)}, {n:,} parameters")
+        return model
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        # contiguous=False: FastReID's flat parameter buffers silently lose their gradients.
+        return build_optimizer(cfg, model, contiguous=False)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        """FastReID's test loader with DATALOADER.NUM_WORKERS (FastReID always starts 4)."""
+        data = DATASET_REGISTRY.get(dataset_name)(root=data_build._root)
+        if comm.is_main_process():
+            data.show_test()
+        test_set = CommDataset(data.query + data.gallery, build_transforms(cfg, is_train=False),
+                               relabel=False)
+        loader, _ = build_reid_test_loader(test_set=test_set,
+                                           test_batch_size=cfg.TEST.IMS_PER_BATCH,
+                                           num_query=len(data.query),
+                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
+        return loader, len(data.query)
+
+    @classmethod
+    def test(cls, cfg, model):
+        """Many-to-many evaluation on every DATASETS.TESTS set.
+
+        Returns FastReID's result dict for the widest model (Rank-1, mAP, mINP, metric, ...)
+        plus every cell of the matrix as ``<metric>/q<w>_g<w>``; writes compatibility.json.
+        """
+        results = OrderedDict()
+        widths = list(getattr(model, "widths", (1.0,)))
+        for dataset_name in cfg.DATASETS.TESTS:
+            data_loader, num_query = cls.build_test_loader(cfg, dataset_name)
+            feats, pids, camids = extract_features(model, data_loader, widths,
+                                                   flip=cfg.TEST.FLIP.ENABLED)
+            if not comm.is_main_process():
+                results[dataset_name] = {}
+                continue
+            result = evaluate_compatibility(
+                {w: f[:num_query] for w, f in feats.items()},
+                {w: f[num_query:] for w, f in feats.items()},
+                pids[:num_query].numpy(), camids[:num_query].numpy(),
+                pids[num_query:].numpy(), camids[num_query:].numpy(),
+                metric=cfg.TEST.METRIC, chunk_size=cfg.TEST.COMPAT.CHUNK_SIZE,
+                backend=cfg.TEST.COMPAT.BACKEND)
+            logger.info(f"Compatibility on {dataset_name}:\n{result.tables()}")
+            if cfg.OUTPUT_DIR:
+                name = "compatibility.json" if len(cfg.DATASETS.TESTS) == 1 \
+                    else f"compatibility_{dataset_name}.json"
+                with open(os.path.join(cfg.OUTPUT_DIR, name), "w") as f:
+                    json.dump(result.to_json(), f, indent=1)
+            results[dataset_name] = result.fastreid_results()
+            summary = OrderedDict((k, v) for k, v in results[dataset_name].items() if "/" not in k)
+            print_csv_format(OrderedDict(dataset=dataset_name, **summary))
+        return results[cfg.DATASETS.TESTS[0]] if len(results) == 1 else results

@@ -1,0 +1,1 @@
+from .switchable_head import SwitchableEmbeddingHead  # noqa: F401

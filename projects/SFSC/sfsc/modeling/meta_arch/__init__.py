@@ -1,0 +1,1 @@
+from .switchable_baseline import COMPAT_LOSSES, SwitchableBaseline  # noqa: F401

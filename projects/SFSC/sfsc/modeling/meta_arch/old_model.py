@@ -1,0 +1,48 @@
+"""The frozen reference model of one-to-one compatible training (BCT / Asymmetric)."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["old_model_config", "load_old_model"]
+
+
+def old_model_config(cfg):
+    """Config of the old model: SFSC.OLD_MODEL.CONFIG, else ``cfg`` as a plain full-width model."""
+    from fastreid.config import get_cfg
+
+    from ...config import add_sfsc_config
+
+    if cfg.SFSC.OLD_MODEL.CONFIG:
+        old = get_cfg()
+        add_sfsc_config(old)
+        old.merge_from_file(cfg.SFSC.OLD_MODEL.CONFIG)
+    else:
+        old = cfg.clone()
+        old.defrost()
+        old.SFSC.WIDTHS = []
+        old.SFSC.TRAIN_WIDTH = 1.0
+    old.SFSC.COMPAT_LOSS = "none"
+    old.SFSC.OLD_MODEL.WEIGHTS = ""
+    old.MODEL.HEADS.NUM_CLASSES = cfg.MODEL.HEADS.NUM_CLASSES
+    old.MODEL.DEVICE = cfg.MODEL.DEVICE
+    old.freeze()
+    return old
+
+
+def load_old_model(cfg) -> torch.nn.Module:
+    """Build the old model, load SFSC.OLD_MODEL.WEIGHTS strictly, freeze it (eval mode)."""
+    from fastreid.modeling.meta_arch import build_model
+
+    from ...engine.checkpoint import SFSCCheckpointer
+
+    old_cfg = old_model_config(cfg)
+    model = build_model(old_cfg)
+    SFSCCheckpointer(model).load(cfg.SFSC.OLD_MODEL.WEIGHTS)
+    model.eval()
+    model.requires_grad_(False)
+    logger.info(f"Loaded the frozen old model from {cfg.SFSC.OLD_MODEL.WEIGHTS}")
+    return model

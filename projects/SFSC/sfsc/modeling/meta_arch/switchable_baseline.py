@@ -1,0 +1,146 @@
+"""FastReID's Baseline as a switchable network trained as several tasks.
+
+In training, ``forward`` returns one loss dict per *task*: ``ori`` (FastReID's losses from
+MODEL.LOSSES on the model at SFSC.TRAIN_WIDTH) and ``compat@<w>`` (the compatible loss of the
+sub-model at each width w in SFSC.WIDTHS). The trainer takes one gradient per task and
+aggregates them (SFSC.AGGREGATION). The compatible loss compares a sub-model with a
+*reference*: the full-width model itself (self-compatibility), or a frozen, separately trained
+model loaded from SFSC.OLD_MODEL.WEIGHTS (one-to-one compatibility, e.g. BCT).
+
+In evaluation, ``forward`` returns the retrieval features at the model's current width; switch
+it with :func:`sfsc.modeling.switchable.set_width` / ``width_context``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Dict
+
+import torch
+from fastreid.modeling.backbones import build_backbone
+from fastreid.modeling.heads.build import REID_HEADS_REGISTRY
+from fastreid.modeling.meta_arch.baseline import Baseline
+from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
+
+from ...config import model_widths
+from ..losses import asymmetric_loss, bct_loss, evidential_loss
+from ..switchable import width_context
+from .old_model import load_old_model
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SwitchableBaseline", "COMPAT_LOSSES"]
+
+COMPAT_LOSSES = ("evidential", "bct", "asymmetric", "none")
+
+
+def _fastreid_loss_kwargs(cfg) -> dict:
+    # The same mapping Baseline.from_config builds, so that Baseline.losses() works unchanged.
+    losses = cfg.MODEL.LOSSES
+    return {
+        "loss_names": losses.NAME,
+        "ce": {"eps": losses.CE.EPSILON, "alpha": losses.CE.ALPHA, "scale": losses.CE.SCALE},
+        "tri": {"margin": losses.TRI.MARGIN, "norm_feat": losses.TRI.NORM_FEAT,
+                "hard_mining": losses.TRI.HARD_MINING, "scale": losses.TRI.SCALE},
+        "circle": {"margin": losses.CIRCLE.MARGIN, "gamma": losses.CIRCLE.GAMMA,
+                   "scale": losses.CIRCLE.SCALE},
+        "cosface": {"margin": losses.COSFACE.MARGIN, "gamma": losses.COSFACE.GAMMA,
+                    "scale": losses.COSFACE.SCALE},
+    }
+
+
+@META_ARCH_REGISTRY.register()
+class SwitchableBaseline(Baseline):
+    """Backbone + switchable head; training returns ``{task: {loss_name: scalar}}``."""
+
+    def __init__(self, cfg):
+        backbone = build_backbone(cfg)
+        heads = REID_HEADS_REGISTRY.get(cfg.MODEL.HEADS.NAME)(cfg, backbone.out_channels)
+        super().__init__(backbone=backbone, heads=heads, pixel_mean=cfg.MODEL.PIXEL_MEAN,
+                         pixel_std=cfg.MODEL.PIXEL_STD, loss_kwargs=_fastreid_loss_kwargs(cfg))
+        sfsc = cfg.SFSC
+        if sfsc.COMPAT_LOSS not in COMPAT_LOSSES:
+            raise ValueError(f"SFSC.COMPAT_LOSS {sfsc.COMPAT_LOSS!r} is not one of {COMPAT_LOSSES}")
+        self.widths = model_widths(cfg)
+        self.train_width = float(sfsc.TRAIN_WIDTH)
+        self.compat_loss = sfsc.COMPAT_LOSS
+        self.compat_widths = tuple(sorted({float(w) for w in sfsc.WIDTHS})) \
+            if self.compat_loss != "none" else ()
+        self.compat_weight = sfsc.COMPAT_WEIGHT
+        self.evidential = dict(lam=sfsc.EVIDENTIAL.LAMBDA, clamp=sfsc.EVIDENTIAL.LOGIT_CLAMP,
+                               anneal=sfsc.EVIDENTIAL.ANNEAL_ITERS)
+        self.asymmetric = dict(kind=sfsc.ASYMMETRIC.TYPE, margin=sfsc.ASYMMETRIC.MARGIN)
+        # Kept out of the module tree: not trained, not checkpointed, never switched.
+        old_model = load_old_model(cfg) if sfsc.OLD_MODEL.WEIGHTS else None
+        self.__dict__["old_model"] = old_model
+        if old_model is None and self.compat_widths and 1.0 not in self.widths:
+            raise ValueError("a compatible loss needs a reference: the full width 1.0 in the "
+                             "model, or a frozen old model in SFSC.OLD_MODEL.WEIGHTS")
+        self.iteration = 0  # set by the trainer; drives the evidential KL annealing
+        # Mean Dirichlet uncertainty u = C/S of each width's last batch, for logging.
+        self.uncertainty: Dict[float, torch.Tensor] = {}
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.old_model is not None:
+            self.old_model.eval()
+        return self
+
+    def preprocess_image(self, batched_inputs) -> torch.Tensor:
+        """Normalise images out of place (Baseline's in-place version corrupts a reused batch)."""
+        images = batched_inputs["images"] if isinstance(batched_inputs, dict) else batched_inputs
+        images = images.to(self.device, non_blocking=True)
+        return (images - self.pixel_mean) / self.pixel_std
+
+    def forward(self, batched_inputs):
+        images = self.preprocess_image(batched_inputs)
+        if not self.training:
+            return self.heads(self.backbone(images))
+        targets = batched_inputs["targets"].to(self.device, non_blocking=True)
+        return self.task_losses(images, targets)
+
+    def _outputs(self, images: torch.Tensor, targets: torch.Tensor, width: float) -> dict:
+        with width_context(self, width):
+            return self.heads(self.backbone(images), targets)
+
+    def task_losses(self, images: torch.Tensor, targets: torch.Tensor
+                    ) -> OrderedDict[str, Dict[str, torch.Tensor]]:
+        """Normalised images (N, 3, H, W), labels (N,) -> ordered ``{task: {loss: scalar}}``."""
+        outputs = {}
+        for width in sorted({self.train_width, *self.compat_widths}, reverse=True):
+            outputs[width] = self._outputs(images, targets, width)
+        tasks = OrderedDict(ori=self.losses(outputs[self.train_width], targets))
+        if not self.compat_widths:
+            return tasks
+        ref_weight, ref_feat = self._reference(images, outputs)
+        for width in self.compat_widths:
+            tasks[f"compat@{width:g}"] = self._compat_losses(outputs[width], targets,
+                                                             ref_weight, ref_feat, width)
+        return tasks
+
+    def _reference(self, images: torch.Tensor, outputs: dict):
+        """Classifier (C, D) and detached features (N, D) the sub-models must be compatible with."""
+        if self.old_model is None:
+            return self.heads.weight, outputs[1.0]["neck_feat"].detach()
+        old = self.old_model
+        if old.device != self.device:
+            old.to(self.device)
+        with torch.no_grad():
+            feat = old.heads(old.backbone(images)) if self.compat_loss == "asymmetric" else None
+        return old.heads.weight.detach(), feat
+
+    def _compat_losses(self, out: dict, targets, ref_weight, ref_feat, width: float
+                       ) -> Dict[str, torch.Tensor]:
+        name = f"loss_{self.compat_loss}@{width:g}"
+        if self.compat_loss == "asymmetric":
+            loss = asymmetric_loss(out["neck_feat"], ref_feat, targets, **self.asymmetric)
+            return {name: loss * self.compat_weight}
+        logits = self.heads.class_logits(out["neck_feat"], ref_weight)
+        if self.compat_loss == "bct":
+            return {name: bct_loss(logits, targets) * self.compat_weight}
+        lam = self.evidential["lam"]
+        if self.evidential["anneal"] > 0:
+            lam *= min(1.0, self.iteration / self.evidential["anneal"])
+        terms = evidential_loss(logits, targets, lam, self.evidential["clamp"])
+        self.uncertainty[width] = terms["uncertainty"]
+        return {name: terms["loss"] * self.compat_weight}

@@ -1,0 +1,33 @@
+"""Test set-up: a private dataset folder, few threads, and the package importable from a checkout."""
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "projects", "SFSC"))
+# FastReID reads the dataset root once, at import: set it before anything imports fastreid.
+os.environ.setdefault("FASTREID_DATASETS", os.path.join(tempfile.gettempdir(), "sfsc-test-datasets"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def sfsc_cfg():
+    """A fresh, mutable SFSC config built on configs/Base-SFSC.yml, shrunk for CPU tests."""
+    import sfsc
+    from fastreid.config import get_cfg
+
+    cfg = get_cfg()
+    sfsc.add_sfsc_config(cfg)
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "Base-SFSC.yml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.HEADS.NUM_CLASSES = 8
+    cfg.MODEL.HEADS.EMBEDDING_DIM = 32
+    cfg.INPUT.SIZE_TRAIN = [32, 16]
+    cfg.INPUT.SIZE_TEST = [32, 16]
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.SOLVER.AMP.ENABLED = False
+    return cfg

@@ -1,0 +1,119 @@
+"""The SFSC step: one gradient per task, aggregation by config, one optimizer update."""
+import itertools
+
+import pytest
+import torch
+
+from fastreid.modeling.meta_arch import build_model
+from fastreid.utils.events import EventStorage
+from sfsc.engine.aggregation import build_aggregation
+from sfsc.engine.task_gradients import TaskGradients
+from sfsc.engine.task_step import NonFiniteTrainingError, TaskGradientTrainer
+
+
+@pytest.fixture(autouse=True)
+def storage():
+    with EventStorage(0) as s:  # FastReID's losses log accuracy into the event storage
+        yield s
+
+
+def _batch(n=8, classes=8):
+    torch.manual_seed(0)
+    return {"images": torch.rand(n, 3, 32, 16) * 255, "targets": torch.arange(n) % classes}
+
+
+def _model(cfg):
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    return model
+
+
+def test_tasks_are_ori_plus_one_per_sub_width(sfsc_cfg):
+    tasks = _model(sfsc_cfg)(_batch())
+    assert list(tasks) == ["ori", "compat@0.25", "compat@0.5", "compat@0.75"]
+    assert set(tasks["compat@0.25"]) == {"loss_evidential@0.25"}
+
+
+def test_per_task_gradients_equal_separate_backwards(sfsc_cfg):
+    model = _model(sfsc_cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    tasks = model(_batch())
+    losses = [sum(d.values()) for d in tasks.values()]
+    expected = []
+    for loss in losses:
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        expected.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                                   for g, p in zip(grads, params)]))
+    buffer = TaskGradients(params, len(losses)).compute(losses)
+    assert torch.allclose(buffer, torch.stack(expected), atol=1e-6)
+    # A sub-model's task leaves the other widths' BatchNorms alone.
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    offsets = itertools.accumulate([0] + [p.numel() for p in params])
+    spans = dict(zip(names, zip(offsets, [p.numel() for p in params])))
+    start, size = spans["backbone.bn1.bn.1_0.weight"]
+    assert buffer[1, start:start + size].abs().sum() == 0  # compat@0.25
+    assert buffer[0, start:start + size].abs().sum() > 0  # ori, at width 1.0
+
+
+def _one_step(cfg, batch):
+    model = _model(cfg)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    trainer = TaskGradientTrainer(model, [batch] * 2, optimizer, None, build_aggregation(cfg))
+    trainer.iter = 0
+    trainer.run_step()
+    return model, trainer
+
+
+def test_sum_aggregation_equals_backward_of_summed_loss(sfsc_cfg):
+    sfsc_cfg.SFSC.AGGREGATION = "sum"
+    batch = _batch()
+    model, _ = _one_step(sfsc_cfg, batch)
+    reference = _model(sfsc_cfg)
+    optimizer = torch.optim.SGD([p for p in reference.parameters() if p.requires_grad], lr=0.1)
+    total = sum(sum(d.values()) for d in reference(batch).values())
+    total.backward()
+    optimizer.step()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+
+
+def test_pcgrad_step_changes_weights_and_logs_conflicts(sfsc_cfg):
+    before = {n: p.detach().clone() for n, p in _model(sfsc_cfg).named_parameters()}
+    model, trainer = _one_step(sfsc_cfg, _batch())
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert "backbone.conv1.weight" in changed and "heads.weight" in changed
+    assert trainer.task_names == ["ori", "compat@0.25", "compat@0.5", "compat@0.75"]
+    gram = trainer.task_grads.grads @ trainer.task_grads.grads.t()
+    t = gram.shape[0]
+    expected = sum(int(gram[a, b] < 0) for a in range(t) for b in range(a + 1, t))
+    assert trainer.conflicts_total == expected
+
+
+@pytest.mark.parametrize("loss,aggregation",
+                         list(itertools.product(["evidential", "bct", "asymmetric", "none"],
+                                                ["sum", "pcgrad"])))
+def test_loss_and_aggregation_are_independent_keys(sfsc_cfg, loss, aggregation):
+    sfsc_cfg.SFSC.COMPAT_LOSS = loss
+    sfsc_cfg.SFSC.AGGREGATION = aggregation
+    sfsc_cfg.SFSC.WIDTHS = [0.5]
+    model, trainer = _one_step(sfsc_cfg, _batch())
+    assert len(trainer.task_names) == (1 if loss == "none" else 2)
+    assert trainer.aggregation.name == aggregation
+
+
+def test_nonfinite_steps_are_skipped_then_stop_training(sfsc_cfg):
+    sfsc_cfg.SFSC.MAX_NONFINITE_STEPS = 2
+    model = _model(sfsc_cfg)
+    bad = _batch()
+    bad["images"][0, 0, 0, 0] = float("nan")
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    trainer = TaskGradientTrainer(model, [bad] * 3, optimizer, None,
+                                  build_aggregation(sfsc_cfg), max_nonfinite=2)
+    before = model.backbone.conv1.weight.detach().clone()
+    trainer.iter = 0
+    trainer.run_step()  # skipped, counted
+    assert trainer.skipped_total == 1
+    assert torch.equal(model.backbone.conv1.weight, before)
+    with pytest.raises(NonFiniteTrainingError, match="2 consecutive"):
+        trainer.run_step()

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Train or evaluate an SFSC model with FastReID's command line.
+
+    python tools/train_net.py --config-file configs/Synthetic/sfsc_R18.yml [KEY VALUE ...]
+    python tools/train_net.py --config-file OUTPUT_DIR/config.yaml --eval-only MODEL.WEIGHTS X.pth
+    python tools/train_net.py --config-file ... --num-gpus 2          # 2 processes (gloo on CPU)
+"""
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))  # runs from a checkout too
+
+import sfsc  # noqa: E402,F401  (patches FastReID, registers SFSC components)
+from fastreid.engine import default_argument_parser  # noqa: E402
+from sfsc.engine import SFSCCheckpointer, SFSCTrainer, launch, setup_cfg  # noqa: E402
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    if args.eval_only:
+        model = SFSCTrainer.build_model(cfg)
+        SFSCCheckpointer(model, allow_pickle=cfg.SFSC.CHECKPOINT.ALLOW_PICKLE,
+                         strict=cfg.SFSC.CHECKPOINT.STRICT).load(cfg.MODEL.WEIGHTS)
+        return SFSCTrainer.test(cfg, model)
+    trainer = SFSCTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
