@@ -7,8 +7,8 @@ from . import fastreid_compat
 
 fastreid_compat.apply_all()
 
-from .config import add_sfsc_config, model_widths  # noqa: E402
 from . import modeling  # noqa: E402,F401  (registers backbones, heads, meta-architectures)
+from .config import add_sfsc_config, model_widths  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["add_sfsc_config", "model_widths", "__version__"]

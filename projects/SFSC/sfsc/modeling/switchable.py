@@ -83,7 +83,8 @@ class SwitchableConv2d(nn.Conv2d, SwitchableModule):
         self.depthwise = groups == "depthwise"
         if self.depthwise:
             if self.in_channels_list != self.out_channels_list:
-                raise ValueError("a depthwise conv needs in_channels == out_channels at every width")
+                raise ValueError("a depthwise conv needs in_channels == out_channels at every "
+                                 "width")
             self.groups_list = list(self.in_channels_list)
         else:
             self.groups_list = [int(groups)] * n

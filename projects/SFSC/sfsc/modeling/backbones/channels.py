@@ -7,7 +7,7 @@ and the fix (including the smallest width, in steps of 0.01, the backbone does a
 """
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, TypeVar
+from typing import Callable, List, Optional, Sequence, TypeVar
 
 from ..switchable import scale_channels
 
@@ -45,7 +45,7 @@ def scaled(layer: str, channels: int, width: float, divisor: int = 1) -> int:
     return scale_channels(channels, width, divisor)
 
 
-def _smallest_width(plan: Callable[[float], object]) -> float | None:
+def _smallest_width(plan: Callable[[float], object]) -> Optional[float]:
     for step in range(1, 101):
         try:
             plan(step / 100)

@@ -145,7 +145,8 @@ class SwitchableResNet(nn.Module):
                 key = f"{name}.weight"
                 if key not in state_dict or state_dict[key].shape != own[key].shape:
                     raise ValueError(f"pretrained weights lack {key} with shape "
-                                     f"{tuple(own[key].shape)}: not a torchvision ResNet of this depth")
+                                     f"{tuple(own[key].shape)}: not a torchvision ResNet of this "
+                                     "depth")
                 module.weight.data.copy_(state_dict[key])
                 loaded += 1
             elif isinstance(module, SwitchableBatchNorm2d):
