@@ -1,4 +1,4 @@
-"""Test set-up: a private dataset folder, few threads, and the package importable from a checkout."""
+"""Test set-up: a private dataset folder, few threads, the package importable from a checkout."""
 import os
 import sys
 import tempfile
@@ -6,7 +6,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "projects", "SFSC"))
 # FastReID reads the dataset root once, at import: set it before anything imports fastreid.
-os.environ.setdefault("FASTREID_DATASETS", os.path.join(tempfile.gettempdir(), "sfsc-test-datasets"))
+os.environ.setdefault("FASTREID_DATASETS",
+                      os.path.join(tempfile.gettempdir(), "sfsc-test-datasets"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -3,9 +3,16 @@ import pytest
 import torch
 from torch import nn
 
-from sfsc.modeling.switchable import (SwitchableBatchNorm2d, SwitchableConv2d, SwitchableLinear,
-                                      get_width, scale_channels, set_width, width_context,
-                                      width_key)
+from sfsc.modeling.switchable import (
+    SwitchableBatchNorm2d,
+    SwitchableConv2d,
+    SwitchableLinear,
+    get_width,
+    scale_channels,
+    set_width,
+    width_context,
+    width_key,
+)
 
 WIDTHS = (0.25, 0.5, 1.0)
 

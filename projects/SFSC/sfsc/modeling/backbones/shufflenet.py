@@ -1,6 +1,6 @@
 """Switchable ShuffleNet (v1, Zhang et al. 2018) registered in FastReID's BACKBONE_REGISTRY.
 
-Default: g = 3 groups at 2.0x (stem 24, stages 480 / 960 / 1920 channels, 4 / 8 / 4 units),
+Default: g = 3 groups at 2.0x (stem 48, stages 480 / 960 / 1920 channels, 4 / 8 / 4 units),
 the ShuffleNet of the SFSC paper. A unit is grouped 1×1 conv → BN-ReLU → channel shuffle →
 3×3 depthwise conv → BN → grouped 1×1 conv → BN; the bottleneck has a quarter of the unit's
 output channels. The first unit of a stage concatenates an average-pooled shortcut with its
@@ -30,7 +30,8 @@ __all__ = ["SwitchableShuffleNet", "build_switchable_shufflenet_backbone", "chan
 # stages 3 and 4 double it.
 _STAGE2_CHANNELS = {1: 144, 2: 200, 3: 240, 4: 272, 8: 384}
 _REPEATS = (4, 8, 4)
-_STEM = 24
+# Stem channels per base multiplier, as in the ShuffleNet authors' released models.
+_STEM = {0.5: 12, 1.0: 24, 1.5: 24, 2.0: 48}
 _MULTIPLIERS = (0.5, 1.0, 1.5, 2.0)
 
 
@@ -70,7 +71,7 @@ class SwitchableShuffleUnit(nn.Module):
 
 def _plan(groups: int, base: float, width: float) -> Dict[str, object]:
     stage_divisor = 4 * groups
-    stem = scaled("conv1", _STEM, width, groups)
+    stem = scaled("conv1", _STEM[base], width, groups)
     stages, previous = [], stem
     for k in range(3):
         full = int(round(_STAGE2_CHANNELS[groups] * 2 ** k * base / stage_divisor)) * stage_divisor

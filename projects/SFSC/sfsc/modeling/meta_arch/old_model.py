@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -39,9 +40,15 @@ def load_old_model(cfg) -> torch.nn.Module:
 
     from ...engine.checkpoint import SFSCCheckpointer
 
+    path = cfg.SFSC.OLD_MODEL.WEIGHTS
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"SFSC.OLD_MODEL.WEIGHTS {path!r} does not exist. One-to-one compatible training "
+            "needs the old (full) model first: train it with the dataset's unified_R18.yml "
+            "(SFSC.TRAIN_WIDTH 1.0) and point SFSC.OLD_MODEL.WEIGHTS at its model_final.pth.")
     old_cfg = old_model_config(cfg)
     model = build_model(old_cfg)
-    SFSCCheckpointer(model).load(cfg.SFSC.OLD_MODEL.WEIGHTS)
+    SFSCCheckpointer(model, allow_pickle=cfg.SFSC.CHECKPOINT.ALLOW_PICKLE).load(path)
     model.eval()
     model.requires_grad_(False)
     logger.info(f"Loaded the frozen old model from {cfg.SFSC.OLD_MODEL.WEIGHTS}")
