@@ -73,10 +73,11 @@ def _optimizer_not_contiguous() -> None:
 def _cpu_data_loader() -> None:
     # DataLoaderX creates a CUDA stream in __init__ and moves batches to a CUDA device: it
     # crashes on machines without CUDA. Fall back to a plain DataLoader there.
-    import fastreid.data.build as build
     import torch
-    from fastreid.data.data_utils import DataLoaderX
     from torch.utils.data import DataLoader
+
+    import fastreid.data.build as build
+    from fastreid.data.data_utils import DataLoaderX
 
     if getattr(build.DataLoaderX, "_sfsc_patched", False):
         return
@@ -119,8 +120,9 @@ def _amp_cuda_only() -> None:
     # AMPTrainer asserts CUDA and uses the deprecated torch.cuda.amp API. SFSC's trainer
     # implements AMP itself with torch.amp; route FastReID's DefaultTrainer away from AMPTrainer
     # when CUDA is absent so that SOLVER.AMP.ENABLED on a CPU machine trains in fp32.
-    import fastreid.engine.defaults as defaults
     import torch
+
+    import fastreid.engine.defaults as defaults
     from fastreid.engine.train_loop import AMPTrainer, SimpleTrainer
 
     if getattr(defaults.AMPTrainer, "_sfsc_patched", False):

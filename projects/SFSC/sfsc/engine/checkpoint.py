@@ -16,6 +16,7 @@ from collections import defaultdict
 from typing import Any, Dict, List
 
 import torch
+
 from fastreid.utils.checkpoint import Checkpointer, _strip_prefix_if_present
 
 logger = logging.getLogger(__name__)

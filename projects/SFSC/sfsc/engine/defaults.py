@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import torch
+
 from fastreid.config import get_cfg
 from fastreid.engine.defaults import default_setup
 from fastreid.utils import comm

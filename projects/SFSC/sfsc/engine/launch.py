@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
 from fastreid.utils import comm
 
 logger = logging.getLogger(__name__)

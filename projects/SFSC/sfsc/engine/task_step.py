@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from typing import Dict, Optional
 
 import torch
+
 from fastreid.engine.train_loop import SimpleTrainer
 from fastreid.utils import comm
 from fastreid.utils.events import get_event_storage

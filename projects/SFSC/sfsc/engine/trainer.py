@@ -6,8 +6,9 @@ import logging
 import os
 from collections import OrderedDict
 
-import fastreid.data.build as data_build
 import torch
+
+import fastreid.data.build as data_build
 from fastreid.data import build_reid_test_loader
 from fastreid.data.common import CommDataset
 from fastreid.data.datasets import DATASET_REGISTRY

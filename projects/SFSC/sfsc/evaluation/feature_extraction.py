@@ -11,6 +11,7 @@ import time
 from typing import Dict, Iterable, Sequence, Tuple
 
 import torch
+
 from fastreid.utils import comm
 
 from ..modeling.switchable import width_context

@@ -12,8 +12,9 @@ import os
 from typing import List, Sequence
 
 import torch
-from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 from torch import nn
+
+from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 
 from ...config import model_widths
 from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d, scale_channels, width_key

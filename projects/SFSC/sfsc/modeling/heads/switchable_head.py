@@ -10,10 +10,11 @@ from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from fastreid.layers import any_softmax, pooling
 from fastreid.layers.weight_init import weights_init_kaiming
 from fastreid.modeling.heads.build import REID_HEADS_REGISTRY
-from torch import nn
 
 from ...config import model_widths
 from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Dict
 
 import torch
+
 from fastreid.modeling.backbones import build_backbone
 from fastreid.modeling.heads.build import REID_HEADS_REGISTRY
 from fastreid.modeling.meta_arch.baseline import Baseline
