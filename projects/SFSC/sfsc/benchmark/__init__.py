@@ -1,0 +1,1 @@
+from .methods import METHODS, Method, Run, runs_for  # noqa: F401

@@ -1,0 +1,84 @@
+"""Score a set of separately trained models as one compatibility matrix.
+
+A switchable model is scored across its own widths during training. Methods that train one
+model per width (a unified model per platform, one-to-one BCT / Asymmetric against a frozen
+old model) need the same matrix across *models*: M(φ_a, φ_b) with query features from model a
+and gallery features from model b. Each entry names a training output folder (its
+config.yaml and a checkpoint) and the width to run it at.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import List, NamedTuple, Sequence
+
+import torch
+
+from fastreid.config import get_cfg
+from fastreid.modeling.meta_arch import build_model
+
+from ..config import add_sfsc_config
+from .compatibility_evaluator import CompatibilityResult, evaluate_compatibility
+from .feature_extraction import extract_features
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModelEntry", "load_trained_model", "evaluate_model_set"]
+
+
+class ModelEntry(NamedTuple):
+    label: object  # row / column label in the matrix (e.g. the width)
+    output_dir: str  # a training OUTPUT_DIR: config.yaml + checkpoint
+    width: float  # width to run the model at
+    checkpoint: str = "model_final.pth"
+
+
+def load_trained_model(output_dir: str, checkpoint: str = "model_final.pth"):
+    """(cfg, model in eval mode) from a training output folder."""
+    from ..engine.checkpoint import SFSCCheckpointer
+
+    config = os.path.join(output_dir, "config.yaml")
+    weights = os.path.join(output_dir, checkpoint)
+    for path in (config, weights):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} does not exist: {output_dir} is not a finished "
+                                    "training output folder")
+    cfg = get_cfg()
+    add_sfsc_config(cfg)
+    cfg.merge_from_file(config)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.SFSC.OLD_MODEL.WEIGHTS = ""  # only needed to train
+    cfg.freeze()
+    model = build_model(cfg)
+    SFSCCheckpointer(model).load(weights)
+    model.eval()
+    return cfg, model
+
+
+def evaluate_model_set(entries: Sequence[ModelEntry], test_loader, num_query: int,
+                       metric: str = "cosine", chunk_size: int = 1024,
+                       backend: str = "auto") -> CompatibilityResult:
+    """Matrix over ``entries`` (rows = query model, columns = gallery model) on one test set.
+
+    ``test_loader`` yields the query images first (``num_query`` of them), then the gallery,
+    with the test transforms every entry was trained for.
+    """
+    queries, galleries = {}, {}
+    pids = camids = None
+    sizes: List[tuple] = []
+    for entry in entries:
+        cfg, model = load_trained_model(entry.output_dir, entry.checkpoint)
+        sizes.append(tuple(cfg.INPUT.SIZE_TEST))
+        if len(set(sizes)) > 1:
+            raise ValueError(f"{entry.output_dir} was trained for test size {sizes[-1]}, the "
+                             f"other models for {sizes[0]}: they cannot share one test set")
+        feats, pids, camids = extract_features(model, test_loader, [entry.width],
+                                               flip=cfg.TEST.FLIP.ENABLED)
+        queries[entry.label] = feats[entry.width][:num_query]
+        galleries[entry.label] = feats[entry.width][num_query:]
+        logger.info(f"Features of {entry.output_dir} at width {entry.width} as {entry.label!r}")
+    return evaluate_compatibility(queries, galleries,
+                                  pids[:num_query].numpy(), camids[:num_query].numpy(),
+                                  pids[num_query:].numpy(), camids[num_query:].numpy(),
+                                  metric=metric, chunk_size=chunk_size, backend=backend)

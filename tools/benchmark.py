@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Reproduce the SFSC paper's comparison on a dataset: train every method, score every matrix.
+
+    python tools/benchmark.py --dataset Synthetic --seeds 0 1
+    python tools/benchmark.py --dataset Market1501 --methods sfsc bct_s unified
+
+Runs train into ``--runs-root/<Dataset>/seed<k>/<run>`` (reused when finished, restarted when
+interrupted); results go to ``--output/<Dataset>/``: results.md (paper's Tables 2, 3 and 6
+layouts, mean ± std over seeds), results.json (every matrix, every run's config, seed, git
+commit and wall time), heatmaps/ (mAP matrices) and curves/ (training curves of SFSC and BCT-S).
+Trailing KEY VALUE pairs override every run's config.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "projects", "SFSC"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+from plot_training import plot, read_metrics  # noqa: E402
+
+import sfsc  # noqa: E402,F401  (patches FastReID, registers SFSC components)
+from fastreid.config import get_cfg  # noqa: E402
+from sfsc.benchmark.methods import METHODS, matrix_members, runs_for, unified_run_name  # noqa: E402
+from sfsc.benchmark.report import aggregate, heatmaps, markdown  # noqa: E402
+from sfsc.benchmark.runner import BenchmarkRunner  # noqa: E402
+from sfsc.engine import SFSCTrainer  # noqa: E402
+from sfsc.evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model  # noqa: E402,E501
+
+CURVES = ("sfsc", "bct_s")
+
+
+def sub_widths(config_dir: str, net: str, opts) -> list:
+    cfg = get_cfg()
+    sfsc.add_sfsc_config(cfg)
+    cfg.merge_from_file(os.path.join(config_dir, f"sfsc_{net}.yml"))
+    cfg.merge_from_list(list(opts))
+    return sorted(float(w) for w in cfg.SFSC.WIDTHS)
+
+
+def model_set_matrix(runner, method, widths, seed, records):
+    """The matrix of a per-width / one-to-one method, cached beside its runs."""
+    members = matrix_members(method, widths)
+    stamp = [records[(seed, name)]["fingerprint"] for _, name, _ in members]
+    cache = os.path.join(runner.root, f"seed{seed}", f"{method.key}_matrix.json")
+    if os.path.isfile(cache):
+        with open(cache) as f:
+            cached = json.load(f)
+        if cached.get("members") == stamp:
+            return cached["matrix"]
+    entries = [ModelEntry(label, runner.output_dir(seed, name), w) for label, name, w in members]
+    cfg, _ = load_trained_model(entries[0].output_dir)
+    loader, num_query = SFSCTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
+    matrix = evaluate_model_set(entries, loader, num_query, metric=cfg.TEST.METRIC,
+                                chunk_size=cfg.TEST.COMPAT.CHUNK_SIZE).to_json()
+    with open(cache, "w") as f:
+        json.dump({"members": stamp, "matrix": matrix}, f)
+    return matrix
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="Synthetic", help="folder under configs/")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--net", default="R18", help="config suffix, e.g. R18")
+    parser.add_argument("--runs-root", default=os.path.join(ROOT, "logs", "benchmark"))
+    parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks"))
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args(argv)
+    config_dir = os.path.join(ROOT, "configs", args.dataset)
+    if not os.path.isdir(config_dir):
+        parser.error(f"no configs for {args.dataset!r}: {config_dir} does not exist")
+    start = time.time()
+    widths = sub_widths(config_dir, args.net, args.opts)
+    methods = [METHODS[k] for k in args.methods]
+    runs = {}
+    if any(m.kind == "one_to_one" for m in methods):  # their frozen old model trains first
+        full = unified_run_name(1.0)
+        runs[full] = next(r for r in runs_for(METHODS["unified"], widths, args.net)
+                          if r.name == full)
+    for method in methods:
+        runs.update((run.name, run) for run in runs_for(method, widths, args.net))
+    runner = BenchmarkRunner(ROOT, config_dir, os.path.join(args.runs_root, args.dataset),
+                             list(runs.values()), args.seeds, args.opts)
+    record_list = runner.run_all()
+    records = {(r["seed"], r["run"]): r for r in record_list}
+
+    matrices = {}
+    for method in methods:
+        matrices[method.key] = {}
+        for seed in args.seeds:
+            if method.kind == "switchable":
+                path = os.path.join(runner.output_dir(seed, method.key), "compatibility.json")
+                with open(path) as f:
+                    matrices[method.key][seed] = json.load(f)
+            else:
+                matrices[method.key][seed] = model_set_matrix(runner, method, widths, seed,
+                                                              records)
+    results = aggregate(matrices)
+    out = os.path.join(args.output, args.dataset)
+    os.makedirs(out, exist_ok=True)
+    command = "python tools/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    train_time = sum(r["wall_time_s"] for r in record_list)
+    header = [f"Command: `{command}`", "",
+              f"Seeds {args.seeds}; sub-model widths {widths}; cells are mean ± std over seeds "
+              f"(std with ddof 1). Training wall time {train_time / 60:.0f} min in total, "
+              f"{train_time / 60 / len(args.seeds):.0f} min per seed; git commit "
+              f"{runner.commit}."]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(markdown(results, args.dataset, header) + "\n")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"dataset": args.dataset, "widths": widths, "seeds": args.seeds,
+                   "command": command, "methods": results, "runs": record_list}, f, indent=1)
+    heatmaps(results, os.path.join(out, "heatmaps"))
+    os.makedirs(os.path.join(out, "curves"), exist_ok=True)
+    for key in CURVES:
+        if key in args.methods:
+            for seed in args.seeds:
+                run_dir = runner.output_dir(seed, key)
+                plot(read_metrics(os.path.join(run_dir, "metrics.json")),
+                     os.path.join(out, "curves", f"{key}_seed{seed}.png"),
+                     title=f"{METHODS[key].title}, seed {seed}")
+    print(f"Wrote {out}/results.md, results.json, heatmaps/ and curves/ "
+          f"({(time.time() - start) / 60:.0f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
