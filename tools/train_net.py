@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))  # runs from a check
 import sfsc  # noqa: E402,F401  (patches FastReID, registers SFSC components)
 from fastreid.engine import default_argument_parser  # noqa: E402
 from sfsc.engine import SFSCCheckpointer, SFSCTrainer, launch, setup_cfg  # noqa: E402
+from sfsc.engine.defaults import exit_on_user_error  # noqa: E402
 
 
 def main(args):
@@ -31,5 +32,6 @@ def main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    exit_on_user_error(setup_cfg, args, setup=False)  # a bad config fails before any process starts
+    exit_on_user_error(launch, main, args.num_gpus, num_machines=args.num_machines,
+                       machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))

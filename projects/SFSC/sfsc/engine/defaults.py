@@ -14,8 +14,9 @@ from fastreid.utils import comm
 from fastreid.utils.logger import setup_logger
 
 from ..config import add_sfsc_config
+from ..config_checks import ConfigError, check_config, merge_config
 
-__all__ = ["setup_cfg"]
+__all__ = ["setup_cfg", "USER_ERRORS", "exit_on_user_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,8 @@ def setup_cfg(args, setup: bool = True):
     """
     cfg = get_cfg()
     add_sfsc_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
+    merge_config(cfg, args.config_file, args.opts or [])
+    check_config(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     if cfg.SEED < 0:
@@ -50,3 +50,27 @@ def setup_cfg(args, setup: bool = True):
             with open(os.path.join(cfg.OUTPUT_DIR, "seed.txt"), "w") as f:
                 f.write(f"{cfg.SEED}\n")
     return cfg
+
+
+def _user_errors() -> tuple:
+    from ..engine.checkpoint import CheckpointError
+    from ..engine.task_step import NonFiniteTrainingError
+
+    return (ConfigError, CheckpointError, NonFiniteTrainingError, FileNotFoundError)
+
+
+USER_ERRORS = _user_errors()
+
+
+def exit_on_user_error(func, *args, **kwargs):
+    """Run ``func``; a user error (bad config, checkpoint, data) exits 2 with its message only.
+
+    Programming errors keep their traceback. Earlier outputs are left as they are.
+    """
+    import sys
+
+    try:
+        return func(*args, **kwargs)
+    except USER_ERRORS as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence, TypeVar
 
+from ...config_checks import ConfigError
 from ..switchable import scale_channels
 
 __all__ = ["LayerWidthError", "scaled", "require", "plan_widths", "make_divisible", "multiplier"]
@@ -58,10 +59,10 @@ def _smallest_width(plan: Callable[[float], object]) -> Optional[float]:
 def plan_widths(backbone: str, widths: Sequence[float], plan: Callable[[float], T]) -> List[T]:
     """``plan(w)`` for every width in order; a width that fails raises a descriptive ValueError."""
     if not widths:
-        raise ValueError(f"{backbone}: no widths given (SFSC.WIDTHS / SFSC.TRAIN_WIDTH)")
+        raise ConfigError(f"{backbone}: no widths given (SFSC.WIDTHS / SFSC.TRAIN_WIDTH)")
     # ascending: a switchable layer stores the weights of its last (widest) width
     if list(widths) != sorted(widths) or len(set(widths)) != len(widths):
-        raise ValueError(f"{backbone}: widths must be ascending and distinct, got {list(widths)}")
+        raise ConfigError(f"{backbone}: widths must be ascending and distinct, got {list(widths)}")
     plans = []
     for w in widths:
         try:
@@ -72,7 +73,7 @@ def plan_widths(backbone: str, widths: Sequence[float], plan: Callable[[float], 
                 smallest = _smallest_width(plan)
                 hint = (f"; the smallest width {backbone} accepts is {smallest}" if smallest
                         else f"; {backbone} accepts no width with this configuration")
-            raise ValueError(f"{backbone} cannot run at width {w}: layer {err.layer}: "
+            raise ConfigError(f"{backbone} cannot run at width {w}: layer {err.layer}: "
                              f"{err.problem}. Fix: {err.fix}{hint}.") from None
     return plans
 
@@ -91,6 +92,6 @@ def multiplier(backbone: str, depth: str, choices: Sequence[float]) -> float:
     except ValueError:
         value = None
     if value not in [float(c) for c in choices]:
-        raise ValueError(f"MODEL.BACKBONE.DEPTH {depth!r} is not a {backbone} size; "
+        raise ConfigError(f"MODEL.BACKBONE.DEPTH {depth!r} is not a {backbone} size; "
                          f"set it to one of {allowed}")
     return value
