@@ -77,11 +77,12 @@ def generate(folder: str, num_query: int, num_gallery: int, num_ids: int, num_ca
     # A few query identities never appear in the gallery: FastReID skips those queries.
     unmatched = rng.choice(num_ids, int(round(unmatched_fraction * num_ids)), replace=False) + 1
     g_pids[np.isin(g_pids, unmatched)] = 0
-    centres = rng.standard_normal((num_ids + 1 + num_distractors, dim), dtype=np.float32)
+    # Each distractor (including the images of those identities) gets a look of its own.
+    others = int((g_pids == 0).sum())
+    centres = rng.standard_normal((num_ids + 1 + others, dim), dtype=np.float32)
     cam_shift = 0.7 * rng.standard_normal((num_cams, dim), dtype=np.float32)
     g_keys = g_pids.copy()
-    g_keys[g_pids == 0] = num_ids + 1 + rng.integers(0, max(1, num_distractors),
-                                                     int((g_pids == 0).sum()))
+    g_keys[g_pids == 0] = num_ids + 1 + np.arange(others)
 
     def images(keys, cams):
         x = centres[keys] + cam_shift[cams]
@@ -309,16 +310,21 @@ def _plan(args, ranker: str, num_query: int, num_gallery: int, num_pairs: int) -
     queries = args.fastreid_queries if 0 < args.fastreid_queries < num_query else num_query
     if ranker == "python" and 0 < args.python_queries < queries:
         queries = args.python_queries
-    # build_dist's float32 (Q, G) matrix (twice while 1 - x is formed) + argsort's int64 one.
-    need, available = queries * num_gallery * 16, _available_bytes()
+    # build_dist's float32 (Q, G) matrix (twice while 1 - x is formed) + argsort's int64 one;
+    # half the free memory at most, since the machine is shared.
+    available = _available_bytes()
+    full = {"full_scale_gib": round(num_query * num_gallery * 16 / 2**30, 2),
+            "full_scale_fits": num_query * num_gallery * 16 <= available // 2}
+    need = queries * num_gallery * 16
     if need > available // 2:
         return {"skipped": f"FastReID builds the full {queries}x{num_gallery} distance matrix "
                            f"and its argsort: about {need / 2**30:.1f} GiB, with "
                            f"{available / 2**30:.1f} GiB available on this machine. Not run; "
-                           f"--fastreid-queries N times it on N queries and extrapolates."}
+                           f"--fastreid-queries N times it on N queries and extrapolates.",
+                **full}
     count = num_pairs if args.fastreid_pairs <= 0 else min(args.fastreid_pairs, num_pairs)
     picks = np.unique(np.linspace(0, num_pairs - 1, count).round().astype(int))
-    return {"queries": int(queries), "pair_ids": picks.tolist()}
+    return {"queries": int(queries), "pair_ids": picks.tolist(), **full}
 
 
 def run_benchmark(args) -> int:
@@ -383,6 +389,8 @@ def run_benchmark(args) -> int:
             agree &= check["agree"]
             report[key] = {"seconds": res["seconds"] * factor,
                            "measured_seconds": res["seconds"], "extrapolated": factor != 1,
+                           "full_scale_gib": plan["full_scale_gib"],
+                           "full_scale_fits": plan["full_scale_fits"],
                            "pairs_measured": len(chosen), "queries_measured": plan["queries"],
                            "peak_rss_mb": res["peak_rss_mb"],
                            "rss_before_mb": res["rss_before_mb"], **check}

@@ -159,7 +159,8 @@ class CompatibilityEvaluator:
         options.update(kwargs)
         return cls(q_pids, q_camids, g_pids, g_camids, **options)
 
-    def _prepare(self, feats: Mapping[Any, Any], role: str) -> Dict[Any, Any]:
+    def _prepare(self, feats: Mapping[Any, Any], role: str,
+                 dims: Dict[str, int]) -> Dict[Any, Any]:
         count = self.matches.num_query if role == "query" else self.matches.num_gallery
         prepared = {}
         for label, x in feats.items():
@@ -168,6 +169,7 @@ class CompatibilityEvaluator:
             if prepared[label].shape[0] != count:
                 raise ValueError(f"{name} have {prepared[label].shape[0]} rows but there are "
                                  f"{count} {role} ids")
+            dims[f"{role} {format_label(label)}"] = int(x.shape[1])
         return prepared
 
     def evaluate(self, query_feats: Mapping[Any, Any],
@@ -184,16 +186,15 @@ class CompatibilityEvaluator:
         if matches.num_valid == 0:
             raise ValueError("no query has a valid gallery match (a gallery item with its "
                              "identity under another camera): nothing to evaluate")
-        queries, galleries = self._prepare(query_feats, "query"), self._prepare(gallery_feats,
-                                                                                 "gallery")
-        dims = {f"{role} {format_label(k)}": v.shape[1] for role, d in
-                (("query", queries), ("gallery", galleries)) for k, v in d.items()}
+        dims: Dict[str, int] = {}
+        queries = self._prepare(query_feats, "query", dims)
+        galleries = self._prepare(gallery_feats, "gallery", dims)
         if len(set(dims.values())) > 1:
             raise ValueError("feature dimensions differ between models: " +
                              ", ".join(f"{k}: {v}" for k, v in dims.items()))
         start = time.perf_counter()
         cells = [(q, g) for q in queries for g in galleries]
-        self._log_plan(queries, galleries, len(cells))
+        self._log_plan(queries, galleries, len(cells), next(iter(dims.values())))
         results = {name: np.zeros((len(queries), len(galleries))) for name in METRIC_NAMES}
         rows = min(self.chunk_size, matches.num_query)
         buffers = [self.scorer.empty(rows, matches.num_gallery)
@@ -215,18 +216,18 @@ class CompatibilityEvaluator:
                                    matches.num_gallery, matches.num_valid, self.metric,
                                    time.perf_counter() - start)
 
-    def _log_plan(self, queries: Dict[Any, Any], galleries: Dict[Any, Any], cells: int) -> None:
+    def _log_plan(self, queries: Dict[Any, Any], galleries: Dict[Any, Any], cells: int,
+                  dim: int) -> None:
         matches, scorer = self.matches, self.scorer
         feature_bytes = sum(int(math.prod(x.shape)) * 4 for d in (queries, galleries)
                             for x in d.values())
         scratch = working_memory_bytes(min(self.chunk_size, matches.num_query),
                                        matches.num_gallery, scorer.overlap)
-        dim = next(iter(queries.values())).shape[1]
         logger.info("Compatibility matrix: %d query x %d gallery models = %d cells; %d queries x "
                     "%d gallery items (dim %d, %s); backend %s on %s, %d queries per block; "
                     "memory about %.0f MiB (features %.0f + scratch %.0f)",
                     len(queries), len(galleries), cells, matches.num_query, matches.num_gallery,
-                    dim - (self.metric == "euclidean"), self.metric, scorer.name, scorer.device,
+                    dim, self.metric, scorer.name, scorer.device,
                     min(self.chunk_size, matches.num_query),
                     (feature_bytes + scratch) / 2**20, feature_bytes / 2**20, scratch / 2**20)
         if matches.num_skipped:
