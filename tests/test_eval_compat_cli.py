@@ -1,0 +1,131 @@
+"""tools/eval_compat.py: tables and compatibility.json from saved features; clear errors."""
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from evaluation_data import reid_split
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL = os.path.join(ROOT, "tools", "eval_compat.py")
+
+
+def _save(folder, name, split, feats, pids, camids, **extra):
+    arrays = dict(feats=feats, pids=pids, camids=camids, **extra)
+    np.savez(os.path.join(folder, f"{name}_{split}.npz"),
+             **{k: v for k, v in arrays.items() if v is not None})
+
+
+def _folder(tmp, names=("2", "0.5", "10"), absent_identity=False, seed=0, overrides=None):
+    """One model per name; ``overrides[(name, split)]`` replaces that file's arrays."""
+    overrides = overrides or {}
+    data = reid_split(seed=seed, num_query=40, num_gallery=200, num_ids=12, dim=8)
+    if not absent_identity:  # make every query valid
+        data["qp"][:2] = data["qp"][2:4]
+    os.makedirs(tmp, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        for split, f, p, c in (("query", "qf", "qp", "qc"), ("gallery", "gf", "gp", "gc")):
+            arrays = dict(feats=data[f] + 0.3 * rng.standard_normal(data[f].shape),
+                          pids=data[p], camids=data[c])
+            arrays.update(overrides.get((name, split), {}))
+            _save(tmp, name, split, **arrays)
+    return tmp
+
+
+def _cases(tmp):
+    bad_dim = np.zeros((200, 5), np.float32)
+    nan = reid_split(seed=0, num_query=40, num_gallery=200, num_ids=12, dim=8)["qf"]
+    nan[7, 3] = np.nan
+    shuffled = np.random.default_rng(1).permutation(
+        reid_split(seed=0, num_query=40, num_gallery=200, num_ids=12, dim=8)["gp"])
+    overrides = {"dim": {("10", "gallery"): dict(feats=bad_dim)},
+                 "nan": {("0.5", "query"): dict(feats=nan)},
+                 "array": {("2", "query"): dict(camids=None)},
+                 "pids": {("2", "gallery"): dict(pids=shuffled)}}
+    cases = {name: _folder(os.path.join(tmp, name), overrides=overrides.get(name))
+             for name in ("ok", "dim", "nan", "array", "file", "pids")}
+    os.remove(os.path.join(cases["file"], "10_gallery.npz"))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every case in its own process, all started at once (each pays the import time)."""
+    tmp = str(tmp_path_factory.mktemp("eval_compat"))
+    cases = _cases(tmp)
+    procs = {}
+    for name, folder in cases.items():
+        args = [sys.executable, TOOL, folder]
+        if name == "ok":
+            args += ["--output-dir", os.path.join(tmp, "ok_out")]
+        procs[name] = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+    out = {name: (p.wait(timeout=300), *p.communicate()) for name, p in procs.items()}
+    return tmp, out
+
+
+def test_happy_path_prints_tables_and_writes_json(runs):
+    tmp, out = runs
+    code, stdout, stderr = out["ok"]
+    assert code == 0, stderr
+    assert "mAP (%) — rows: query model, columns: gallery model" in stdout
+    assert "| query \\ gallery   |   0.5 |   2.0 |   10.0 |" in stdout
+    assert "40 of 40 queries evaluated (0 skipped" in stdout
+    assert "skipped (as FastReID does)" not in stderr
+    with open(os.path.join(tmp, "ok_out", "compatibility.json")) as f:
+        data = json.load(f)
+    assert data["widths"] == [0.5, 2.0, 10.0]  # by width, not by name ("10" < "2")
+    assert np.shape(data["mAP"]) == (3, 3) and 0 < np.min(data["mAP"]) <= 100
+
+
+def _import_tool():
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import eval_compat
+    finally:
+        sys.path.pop(0)
+    return eval_compat
+
+
+def test_absent_identity_is_skipped_with_a_warning(tmp_path, capsys, caplog):
+    # In this process (the subprocess runs above already cover exit codes): the evaluation
+    # itself is what is checked here, and a second interpreter would only re-pay the imports.
+    folder = _folder(str(tmp_path), absent_identity=True)
+    with caplog.at_level(logging.WARNING):
+        assert _import_tool().main([folder]) == 0
+    stdout = capsys.readouterr().out
+    assert "2 of 40 queries have no gallery item with their identity" in caplog.text
+    assert "38 of 40 queries evaluated (2 skipped" in stdout
+    assert os.path.exists(os.path.join(folder, "compatibility.json"))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("dim", "feature dimensions differ between models (0.5 query: 8, 0.5 gallery: 8"),
+    ("nan", "0.5_query.npz: feats has NaN or inf values in 1 of 40 rows (first: row 7)"),
+    ("array", "2_query.npz lacks the array(s) camids (it has: feats, pids)"),
+    ("file", "model '10' has 10_query.npz but no 10_gallery.npz"),
+    ("pids", "gallery pids of model '2' differ from model '0.5'"),
+])
+def test_garbage_in_gives_one_clear_error(runs, case, message):
+    _, out = runs
+    code, stdout, stderr = out[case]
+    assert code == 2
+    assert stderr.startswith("error: ") and message in stderr, stderr
+    assert "Traceback" not in stderr and stdout == ""
+
+
+def test_no_valid_query_is_an_error_not_a_crash(tmp_path, capsys):
+    eval_compat = _import_tool()
+    folder = _folder(str(tmp_path), names=("b", "a"))
+    for name in ("a", "b"):
+        path = os.path.join(folder, f"{name}_query.npz")
+        with np.load(path) as data:
+            arrays = dict(data)
+        _save(folder, name, "query", arrays["feats"], arrays["pids"] + 100, arrays["camids"])
+    assert eval_compat.find_models(folder) == ["a", "b"]  # not numbers: by name
+    assert eval_compat.main([folder]) == 2
+    assert "no query has a valid gallery match" in capsys.readouterr().err

@@ -1,0 +1,152 @@
+"""Single-pair metrics: equal to FastReID's evaluate_rank, chunk-size invariant, exact on ties."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from evaluation_data import float64_distance, positive_ties, reid_split
+
+import sfsc  # noqa: F401  (FastReID shims before fastreid.evaluation)
+from fastreid.evaluation.rank import evaluate_rank
+from fastreid.utils.compute_dist import build_dist
+from sfsc.evaluation import MatchIndex, evaluate_ranking, make_scorer
+from sfsc.evaluation.ranking import QueryBlock, rank_positives, rank_queries
+
+METRIC_KEYS = ("mAP", "R1", "R5", "R10", "mINP")
+
+
+@pytest.fixture(scope="module")
+def split():
+    return reid_split(seed=3)
+
+
+def _ids(split):
+    return split["qp"], split["qc"], split["gp"], split["gc"]
+
+
+def _fastreid_dist(split, metric):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its Euclidean path uses a deprecated addmm_ overload
+        return build_dist(torch.from_numpy(split["qf"]), torch.from_numpy(split["gf"]), metric)
+
+
+def _ours(split, **kwargs):
+    return evaluate_ranking(split["qf"], split["gf"], *_ids(split), **kwargs)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_equals_fastreid_evaluate_rank(split, metric):
+    dist = _fastreid_dist(split, metric)
+    # FastReID's argsort orders tied distances arbitrarily: only a tie-free case has one answer.
+    assert positive_ties(dist, *_ids(split)) == 0
+    cmc, all_ap, all_inp = evaluate_rank(dist, split["qp"], split["gp"], split["qc"],
+                                         split["gc"], use_cython=False)
+    ours = _ours(split, metric=metric, chunk_size=32, backend="torch")
+    assert ours.num_skipped == 2 and ours.num_valid == len(all_ap) == len(split["qp"]) - 2
+    valid = MatchIndex.build(*_ids(split)).valid
+    np.testing.assert_allclose(ours.per_query.ap[valid], all_ap, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours.per_query.inp[valid], all_inp, rtol=0, atol=1e-12)
+    expected = dict(mAP=np.mean(all_ap) * 100, R1=cmc[0] * 100, R5=cmc[4] * 100,
+                    R10=cmc[9] * 100, mINP=np.mean(all_inp) * 100)
+    for key in METRIC_KEYS:  # FastReID's cmc is float32
+        assert ours.as_dict()[key] == pytest.approx(expected[key], abs=1e-5), key
+    assert 5 < ours.mAP < 95  # a non-trivial ranking
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_torch_blocks_are_bit_identical_to_build_dist(split, metric):
+    dist = _fastreid_dist(split, metric)
+    scorer = make_scorer("torch", metric)
+    query, gallery = scorer.prepare(split["qf"], "query"), scorer.prepare(split["gf"], "gallery")
+    rows = []
+    # Chunks of 40 leave a 10-row last block, computed as the tail of a 40-row product.
+    rank_queries(scorer, query, gallery, MatchIndex.build(*_ids(split)), chunk_size=40,
+                 score_hook=lambda scores, block: rows.append(scores.clone()) or scores)
+    scores = torch.cat(rows).numpy()
+    np.testing.assert_array_equal(1 - scores if metric == "cosine" else -scores, dist)
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_chunk_size_does_not_change_results(metric, backend):
+    # Small integer features: Euclidean scores are exact in any summation order, so blocks
+    # of any size give identical numbers, ties (there are many) included.
+    rng = np.random.default_rng(0)
+    split = reid_split(seed=1)
+    centres = rng.integers(-2, 3, (100, split["qf"].shape[1]))
+    for f, p in (("qf", "qp"), ("gf", "gp")):
+        noise = rng.integers(-2, 3, split[f].shape)
+        split[f] = (centres[split[p]] + noise).astype(np.float32)
+    assert positive_ties(float64_distance(split["qf"], split["gf"], metric), *_ids(split)) > 0
+    sizes = (1, 7, len(split["qp"])) if metric == "euclidean" else (16, 64, len(split["qp"]))
+    runs = [_ours(split, metric=metric, backend=backend, chunk_size=c) for c in sizes]
+    for run in runs[1:]:
+        assert run.as_dict() == runs[0].as_dict()
+        for name in ("ap", "first_rank", "inp"):
+            np.testing.assert_array_equal(getattr(run.per_query, name),
+                                          getattr(runs[0].per_query, name))
+    assert 5 < runs[0].mAP < 95
+
+
+def test_euclidean_and_cosine_differ_on_unnormalised_features(split):
+    cosine, euclidean = _ours(split, metric="cosine"), _ours(split, metric="euclidean")
+    assert abs(cosine.mAP - euclidean.mAP) > 0.1
+    normalised = dict(split)
+    for key in ("qf", "gf"):
+        normalised[key] = split[key] / np.linalg.norm(split[key], axis=1, keepdims=True)
+    # On unit vectors the squared distance is 2 - 2 cos: same ranking.
+    assert _ours(normalised, metric="euclidean").mAP == pytest.approx(cosine.mAP, abs=1e-9)
+
+
+def test_torch_ranking_and_row_groups_match_numpy(split):
+    matches = MatchIndex.build(*_ids(split))
+    scores = split["qf"] @ split["gf"].T
+    chunk = matches.chunk(0, len(scores))
+    reference = rank_positives(scores.copy(), *chunk)
+    on_torch = rank_positives(torch.from_numpy(scores.copy()), *chunk, use_torch=True)
+    grouped = rank_positives(scores.copy(), *chunk, max_elements=64)  # many row groups
+    for ref, a, b in zip(reference, on_torch, grouped):
+        np.testing.assert_allclose(a, ref, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(b, ref)
+
+
+def test_ties_rank_negatives_first():
+    # Identical features: every score ties. A tied negative ranks above a positive, so the
+    # k-th positive's rank is k + (number of kept negatives).
+    qp, qc = np.array([1, 2]), np.array([0, 0])
+    gp, gc = np.array([1, 1, 1, 2, 3, 3]), np.array([1, 2, 0, 1, 1, 0])
+    ones = np.ones((2, 4), np.float32)
+    result = _ours(dict(qf=ones, gf=np.ones((6, 4), np.float32), qp=qp, qc=qc, gp=gp, gc=gc))
+    # query 0: positives g0, g1; junk g2; negatives g3, g4, g5 -> ranks 4, 5.
+    # query 1: positive g3; negatives g0, g1, g2, g4, g5 -> rank 6.
+    ap = [(1 / 4 + 2 / 5) / 2, 1 / 6]
+    np.testing.assert_allclose(result.per_query.ap, ap)
+    np.testing.assert_allclose(result.per_query.inp, [2 / 5, 1 / 6])
+    np.testing.assert_array_equal(result.per_query.first_rank, [4, 6])
+    assert result.cmc[1] == 0 and result.cmc[5] == 50
+
+
+def test_score_hook_sees_every_block_and_changes_the_ranking(split):
+    seen = []
+
+    def negate(scores, block: QueryBlock):
+        seen.append((block.start, block.stop))
+        return -scores
+
+    hooked = _ours(split, chunk_size=25, score_hook=negate)
+    flipped = _ours(dict(split, qf=-split["qf"]), chunk_size=25)
+    assert hooked.as_dict() == flipped.as_dict() != _ours(split).as_dict()
+    assert seen == [(0, 25), (25, 50), (50, 75), (75, 90)]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["qf"].__setitem__((3, 2), np.nan), "NaN or inf"),
+    (lambda s: s.__setitem__("gf", s["gf"][:, :8]), "dimension"),
+    (lambda s: s.__setitem__("gp", s["gp"][:-1]), "g_pids has"),
+    (lambda s: s.__setitem__("qp", s["qp"] + 1000), "no query has a valid gallery match"),
+])
+def test_bad_inputs_raise_clear_errors(split, change, message):
+    broken = {k: v.copy() for k, v in split.items()}
+    change(broken)
+    with pytest.raises(ValueError, match=message):
+        _ours(broken)
