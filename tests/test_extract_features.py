@@ -57,6 +57,7 @@ def test_folders_are_listed_recursively_and_sorted(images):
     assert names == sorted(READABLE + ["broken.jpg"])
 
 
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # inside FastReID's ToTensor
 def test_recorded_preprocessing_equals_fastreid_test_transforms(images):
     cfg = tiny_cfg(size=(48, 24))
     transforms = build_transforms(cfg, is_train=False)
@@ -136,3 +137,15 @@ def test_an_empty_folder_is_a_user_error(tmp_path, exported, capsys):
     assert run_tool("extract_features", [tmp_path / "empty", "--output", tmp_path / "f",
                                          "--exported", f"{stem}.onnx"]) == 2
     assert "no images found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ext,message", [("onnx", "is not an ONNX model"),
+                                         ("pt", "is not a TorchScript model")])
+def test_a_file_that_is_not_an_exported_model_is_a_user_error(images, exported, tmp_path,
+                                                              capsys, ext, message):
+    _, stem = exported
+    (tmp_path / f"bad.{ext}").write_bytes(b"not a model")
+    (tmp_path / "bad.json").write_text(open(f"{stem}.json").read())
+    assert run_tool("extract_features", [images, "--output", tmp_path / "f",
+                                         "--exported", tmp_path / f"bad.{ext}"]) == 2
+    assert message in capsys.readouterr().err

@@ -74,20 +74,20 @@ def load_exported(path: str, spec: str = "", threads: int = 0) -> ExportedModel:
         with open(spec) as f:
             info = json.load(f)
         preprocessing = Preprocessing.from_json(info["preprocessing"])
+    except DeployError:
+        raise
     except (ValueError, KeyError) as e:
-        if isinstance(e, DeployError):
-            raise
         raise DeployError(f"{spec} is not the JSON of an exported model ({e!r}).") from None
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".onnx":
-        run = onnx_runner(path, threads)
-    elif ext in (".pt", ".pth", ".torchscript"):
-        try:
-            run = torchscript_runner(path)
-        except RuntimeError as e:
-            raise DeployError(f"{path} is not a TorchScript file ({str(e).splitlines()[0]}); "
-                              "a training checkpoint goes with --model-dir or --weights.") from None
-    else:
+    if ext not in (".onnx", ".pt", ".pth", ".torchscript"):
         raise DeployError(f"{path}: unknown model format {ext!r}; expected .pt (TorchScript) or "
                           ".onnx.")
+    try:
+        run = onnx_runner(path, threads) if ext == ".onnx" else torchscript_runner(path)
+    except DeployError:
+        raise
+    except Exception as e:  # torch / onnxruntime raise their own types for a bad file
+        kind = "an ONNX" if ext == ".onnx" else "a TorchScript"
+        raise DeployError(f"{path} is not {kind} model ({str(e).strip().splitlines()[0]}); a "
+                          "training checkpoint goes with --model-dir or --weights.") from None
     return ExportedModel(run, preprocessing, info, os.path.abspath(path))
