@@ -8,7 +8,7 @@ optimizer (and GradScaler, gradient clipping) see ordinary ``p.grad`` without an
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -55,15 +55,19 @@ class TaskGradients:
             raise ValueError(f"{len(losses)} task losses for a buffer of {self.num_tasks} tasks")
         last = len(losses) - 1
         for t, loss in enumerate(losses):
-            grads = torch.autograd.grad(loss, self.params, retain_graph=t < last,
-                                        allow_unused=True)
-            for view, grad in zip(self._rows[t], grads):
-                if grad is None:  # this task does not touch the parameter
-                    view.zero_()
-                else:
-                    view.copy_(grad)
+            # Passed on directly, so one task's gradients are freed before the next backward.
+            self.store(t, torch.autograd.grad(loss, self.params, retain_graph=t < last,
+                                              allow_unused=True))
             self.losses[t] = loss.detach().float()
         return self.grads
+
+    def store(self, task: int, grads: Sequence[Optional[torch.Tensor]]) -> None:
+        """Copy one task's gradients (shaped like ``params``; None: unused) into row ``task``."""
+        for view, grad in zip(self._rows[task], grads):
+            if grad is None:  # this task does not touch the parameter
+                view.zero_()
+            else:
+                view.copy_(grad)
 
     def all_reduce_mean(self) -> None:
         """Average every task's gradient and loss over processes with ONE collective, before

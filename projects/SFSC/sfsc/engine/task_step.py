@@ -3,7 +3,9 @@
 step: losses = model(batch)  ->  G (T×P) = per-task gradients  ->  all-reduce G (DDP)
       ->  Gram = G Gᵀ  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG  ->  optimizer.step()
 Under AMP every task's loss is scaled by the same GradScaler factor, the projection runs on the
-scaled gradients (it is scale-invariant), and GradScaler unscales / skips / steps once.
+scaled gradients (it is scale-invariant), and GradScaler unscales / skips / steps once;
+gradient norms and conflicts are logged unscaled. The CUDA paths (fp16 + GradScaler, NCCL)
+share this code but have only been exercised on CPU (GradScaler("cpu"), bf16, gloo).
 """
 from __future__ import annotations
 
@@ -83,18 +85,26 @@ class TaskGradientTrainer(SimpleTrainer):
         if not bool(torch.isfinite(self.task_grads.losses).all()):
             self._skip_step(tasks, "a non-finite loss")
             return
-        if self.grad_scaler is None and not bool(torch.isfinite(gram).all()):
+        finite = bool(torch.isfinite(gram).all())
+        if self.grad_scaler is None and not finite:
             self._skip_step(tasks, "a non-finite gradient")
             return
-        self.aggregation(grads, gram, out=self.task_grads.flat)
+        if finite:
+            # The projection is invariant to the common scale (the Gram matrix scales by s²,
+            # each coefficient is a ratio of its entries), so it runs on the scaled gradients.
+            self.aggregation(grads, gram, out=self.task_grads.flat)
+        else:  # only under GradScaler: it skips the step and lowers the scale
+            self.task_grads.flat.fill_(float("nan"))
         self.task_grads.point_param_grads()
+        scale = 1.0
         if self.grad_scaler is not None:
+            scale = float(self.grad_scaler.get_scale())  # before update() changes it
             self.grad_scaler.step(self.optimizer)  # unscales; skips the step on inf / NaN
             self.grad_scaler.update()
         else:
             self.optimizer.step()
         self._skipped_in_a_row = 0
-        self._write_task_metrics(tasks, gram, data_time)
+        self._write_task_metrics(tasks, gram if finite else None, data_time, scale)
 
     def _skip_step(self, tasks: Dict[str, Dict[str, torch.Tensor]], why: str) -> None:
         self.skipped_total += 1
@@ -108,12 +118,17 @@ class TaskGradientTrainer(SimpleTrainer):
                 "Training stopped. Lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, check "
                 "the data, or raise SFSC.MAX_NONFINITE_STEPS.")
 
-    def _write_task_metrics(self, tasks, gram: torch.Tensor, data_time: float) -> None:
+    def _write_task_metrics(self, tasks, gram: Optional[torch.Tensor], data_time: float,
+                            scale: float = 1.0) -> None:
+        """FastReID's loss metrics, then per-task gradient norms and conflicts, unscaled by the
+        loss scale of this step. ``gram`` None: a step GradScaler skipped (inf / NaN)."""
         loss_dict = {k: v for d in tasks.values() for k, v in d.items()}
         self._write_metrics(loss_dict, data_time)
-        gram = gram.double().cpu()
-        if self.grad_scaler is not None:
-            gram = gram / float(self.grad_scaler.get_scale()) ** 2
+        if self.grad_scaler is not None and comm.is_main_process():
+            get_event_storage().put_scalar("loss_scale", scale, smoothing_hint=False)
+        if gram is None:
+            return
+        gram = gram.double().cpu() / scale ** 2
         t = gram.shape[0]
         conflicts = int(sum(gram[a, b] < 0 for a in range(t) for b in range(a + 1, t)))
         self.conflicts_total += conflicts

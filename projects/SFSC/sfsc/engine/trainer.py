@@ -30,7 +30,19 @@ from .task_step import TaskGradientTrainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SFSCTrainer", "amp_settings"]
+__all__ = ["SFSCTrainer", "amp_settings", "broadcast_model_state"]
+
+
+def broadcast_model_state(model: torch.nn.Module, src: int = 0) -> None:
+    """Copy process ``src``'s parameters and buffers to every process (a no-op alone).
+
+    Without DistributedDataParallel nothing else makes the starting weights identical; from
+    then on every process applies the same all-reduced update. Modules kept outside the module
+    tree (a frozen old model) are loaded from the same file by every process.
+    """
+    if comm.get_world_size() > 1:
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            torch.distributed.broadcast(tensor.data, src=src)
 
 
 def amp_settings(cfg, device: torch.device):
@@ -63,9 +75,7 @@ class SFSCTrainer(DefaultTrainer):
         cfg = self.auto_scale_hyperparams(cfg, data_loader.dataset.num_classes)
         model = self.build_model(cfg)
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
-        if comm.get_world_size() > 1:  # identical start on every process
-            for tensor in list(model.parameters()) + list(model.buffers()):
-                torch.distributed.broadcast(tensor.data, src=0)
+        broadcast_model_state(model)
         amp_dtype, scaler = amp_settings(cfg, model.device)
         seed = cfg.SEED if cfg.SEED >= 0 else 0
         self._trainer = TaskGradientTrainer(
