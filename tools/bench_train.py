@@ -127,7 +127,7 @@ class Meter:
         raise KeyError(key)
 
     def __call__(self, fn):
-        """-> (seconds, peak bytes above the start)."""
+        """-> (wall seconds, process CPU seconds, peak bytes above the start)."""
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -138,31 +138,32 @@ class Meter:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
             base = self._status("VmRSS")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
         if self.cuda:
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         peak = torch.cuda.max_memory_allocated() if self.cuda else self._status("VmHWM")
-        return seconds, peak - base
+        return seconds, cpu, peak - base
 
 
-def time_parts(trainer: TaskGradientTrainer, meter: Meter) -> tuple:
-    """(projection s, copy s) of the step just run, re-run on its own gradient buffer: the
-    Gram matrix, the coefficients and the T×P combine; the T per-task gradient copies."""
+def time_projection(trainer: TaskGradientTrainer, meter: Meter) -> float:
+    """Seconds of the projection of the step just run, re-run on its gradient buffer: the
+    Gram matrix (T×T), the coefficients and the T×P combine into the update vector."""
     tg = trainer.task_grads
 
     def project():
         grads = tg.grads
         trainer.aggregation(grads, grads @ grads.t(), out=tg.flat)
 
-    rows = [[torch.randn_like(p) for p in tg.params] for _ in range(tg.num_tasks)]
+    return meter(project)[0]
 
-    def copy():
-        for t, grads in enumerate(rows):
-            tg.store(t, grads)
 
-    return meter(project)[0], meter(copy)[0]
+def time_copies(trainer: TaskGradientTrainer, meter: Meter, grads: list) -> float:
+    """Seconds to copy T tasks' gradients (``grads``: shaped like the parameters) into the
+    T×P buffer, as TaskGradients.compute does after each backward."""
+    tg = trainer.task_grads
+    return meter(lambda: [tg.store(t, grads) for t in range(tg.num_tasks)])[0]
 
 
 def main(argv=None) -> dict:
@@ -177,24 +178,30 @@ def main(argv=None) -> dict:
     trainers = build_trainers(args, batch)
     meter = Meter(device)
     times = {k: [] for k in trainers}
+    cpu_times = {k: [] for k in trainers}
     peaks = {k: [] for k in trainers}
-    projection, copies = [], []
+    projection, copies = {"sum": [], "pcgrad": []}, []
+    grads = None  # stand-ins for autograd's per-task outputs, allocated once
     load_start = os.getloadavg()
     with EventStorage(0) as storage:
         for i in range(args.warmup + args.iters):
             for name, trainer in trainers.items():
                 trainer.iter = storage.iter = i
-                seconds, peak = meter(trainer.run_step)
+                seconds, cpu, peak = meter(trainer.run_step)
                 if i < args.warmup:
                     continue
                 times[name].append(seconds)
+                cpu_times[name].append(cpu)
                 peaks[name].append(peak)
+                if name in projection:
+                    projection[name].append(time_projection(trainer, meter))
                 if name == "pcgrad":
-                    p, c = time_parts(trainer, meter)
-                    projection.append(p)
-                    copies.append(c)
+                    if grads is None:
+                        grads = [torch.randn_like(p) for p in trainer.task_grads.params]
+                    copies.append(time_copies(trainer, meter, grads))
     load_end = os.getloadavg()
     med = {k: statistics.median(v) for k, v in times.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu_times.items()}
     tg = trainers["pcgrad"].task_grads
     result = {
         "depth": args.depth, "input": list(args.size), "batch": args.batch,
@@ -210,8 +217,13 @@ def main(argv=None) -> dict:
                 p / s for p, s in zip(times["pcgrad"], times["sum"])), 3),
             "sum/plain": round(statistics.median(
                 s / p for s, p in zip(times["sum"], times["plain"])), 3)},
-        "projection_s": round(statistics.median(projection), 4),
-        "projection_frac": round(statistics.median(projection) / med["pcgrad"], 4),
+        # CPU seconds of this process: less inflated than wall time while it waits for cores.
+        "step_cpu_s": {k: round(v, 4) for k, v in cpu_med.items()},
+        "ratio_cpu": {"pcgrad/sum": round(cpu_med["pcgrad"] / cpu_med["sum"], 3),
+                      "sum/plain": round(cpu_med["sum"] / cpu_med["plain"], 3)},
+        # pcgrad's only work beyond sum's is in its coefficients: compare the two.
+        "projection_s": {k: round(statistics.median(v), 4) for k, v in projection.items()},
+        "projection_frac": round(statistics.median(projection["pcgrad"]) / med["pcgrad"], 4),
         "copy_s": round(statistics.median(copies), 4),
         "copy_frac": round(statistics.median(copies) / med["pcgrad"], 4),
         "grad_buffer_mib": round((tg.buffer.numel() + tg.flat.numel()) * 4 / MIB, 1),
