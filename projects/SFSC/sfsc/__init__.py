@@ -7,7 +7,7 @@ from . import fastreid_compat
 
 fastreid_compat.apply_all()
 
-from . import modeling  # noqa: E402,F401  (registers backbones, heads, meta-architectures)
+from . import data, modeling  # noqa: E402,F401  (registers datasets, backbones, heads, ...)
 from .config import add_sfsc_config, model_widths  # noqa: E402
 
 __version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""Synthetic ReID datasets registered in FastReID's DATASET_REGISTRY (Market-1501 layout).
+
+``SyntheticReID`` is the demo / benchmark dataset, ``SyntheticReIDTiny`` the unit-test one.
+Each is generated on first use under ``<root>/<folder>`` (root: FASTREID_DATASETS, default
+"datasets") and reused while its manifest matches; see :mod:`sfsc.data.synthetic`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import List, Tuple, Union
+
+from fastreid.data.datasets import DATASET_REGISTRY
+from fastreid.data.datasets.bases import ImageDataset
+
+from .layout import GALLERY_DIR, QUERY_DIR, TRAIN_DIR
+from .params import SYNTHETIC_REID, SYNTHETIC_REID_TINY, GenerationParams
+from .synthetic import ensure_synthetic_reid
+
+__all__ = ["SyntheticReID", "SyntheticReIDTiny", "parse_name"]
+
+# pid, camera, sequence, frame, box: Market-1501's naming, e.g. 0042_c3s2_004711_01.jpg
+_NAME = re.compile(r"^(\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
+
+Item = Tuple[str, Union[int, str], Union[int, str]]
+
+
+def parse_name(filename: str) -> Tuple[int, int, int, int, int]:
+    """(pid, camera 1-based, sequence, frame, box) of a Market-1501 file name; ValueError if not."""
+    m = _NAME.match(filename)
+    if m is None:
+        raise ValueError(f"not a Market-1501 image name: {filename!r}")
+    return tuple(int(g) for g in m.groups())
+
+
+class _SyntheticMarket(ImageDataset):
+    """A generated Market-1501-style dataset: (img_path, pid, camid) items like Market1501's."""
+
+    _junk_pids = [0, -1]
+    folder = ""
+    dataset_name = ""
+    params: GenerationParams = SYNTHETIC_REID
+    default_seed = 0
+
+    def __init__(self, root: str = "datasets", seed: int | None = None, **kwargs):
+        self.root = root
+        self.seed = self.default_seed if seed is None else int(seed)
+        # Other seeds get their own folder so that alternating seeds never regenerate.
+        name = self.folder if self.seed == self.default_seed else f"{self.folder}_seed{self.seed}"
+        self.dataset_dir = ensure_synthetic_reid(os.path.join(root, name), self.params, self.seed,
+                                                 name=type(self).__name__)
+        self.train_dir = os.path.join(self.dataset_dir, TRAIN_DIR)
+        self.query_dir = os.path.join(self.dataset_dir, QUERY_DIR)
+        self.gallery_dir = os.path.join(self.dataset_dir, GALLERY_DIR)
+        self.check_before_run([self.train_dir, self.query_dir, self.gallery_dir])
+        super().__init__(lambda: self.process_dir(self.train_dir),
+                         lambda: self.process_dir(self.query_dir, is_train=False),
+                         lambda: self.process_dir(self.gallery_dir, is_train=False), **kwargs)
+
+    def process_dir(self, dir_path: str, is_train: bool = True) -> List[Item]:
+        """Items of one folder, sorted by name; train pids / camids are prefixed like Market's."""
+        data: List[Item] = []
+        for name in sorted(os.listdir(dir_path)):
+            if not name.endswith(".jpg"):
+                continue
+            pid, cam = parse_name(name)[:2]
+            camid = cam - 1  # FastReID counts cameras from 0
+            if is_train:
+                data.append((os.path.join(dir_path, name), f"{self.dataset_name}_{pid}",
+                             f"{self.dataset_name}_{camid}"))
+            else:
+                data.append((os.path.join(dir_path, name), pid, camid))
+        return data
+
+
+@DATASET_REGISTRY.register()
+class SyntheticReID(_SyntheticMarket):
+    """Demo / benchmark dataset: 256 train and 128 test identities, 6 cameras, ~6.6k images."""
+
+    folder = "SyntheticReID"
+    dataset_name = "synthreid"
+    params = SYNTHETIC_REID
+
+
+@DATASET_REGISTRY.register()
+class SyntheticReIDTiny(_SyntheticMarket):
+    """Unit-test dataset: 32 train and 16 test identities, ~450 images, generated in ~1 s."""
+
+    folder = "SyntheticReIDTiny"
+    dataset_name = "synthreidtiny"
+    params = SYNTHETIC_REID_TINY
