@@ -49,8 +49,12 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
 ABLATION = ("unified", "sfsc_wo_loss", "sfsc_wo_aggregation", "sfsc")
 
 
+def _width(w: float) -> str:
+    return repr(float(w))  # "1.0", not "1": YACS refuses an int for a float key
+
+
 def _width_list(widths: Sequence[float]) -> str:
-    return "[" + ",".join(f"{w:g}" for w in widths) + "]"
+    return "[" + ",".join(_width(w) for w in widths) + "]"
 
 
 def unified_run_name(width: float) -> str:
@@ -65,13 +69,13 @@ def runs_for(method: Method, widths: Sequence[float], net: str = "R18") -> List[
         return [Run(method.key, config, ("SFSC.WIDTHS", _width_list(sub)),
                     cost=1.0 + sum(w * w for w in sub))]
     if method.kind == "per_width":
-        return [Run(unified_run_name(w), config, ("SFSC.TRAIN_WIDTH", f"{w:g}"), cost=w * w)
+        return [Run(unified_run_name(w), config, ("SFSC.TRAIN_WIDTH", _width(w)), cost=w * w)
                 for w in sub + (1.0,)]
     if method.kind == "one_to_one":
         full = unified_run_name(1.0)
         old_forward = 1.0 / 3 if method.key == "asymmetric" else 0.0  # frozen teacher features
         return [Run(f"{method.key}_w{w:g}", config,
-                    ("SFSC.TRAIN_WIDTH", f"{w:g}", "SFSC.WIDTHS", _width_list([w]),
+                    ("SFSC.TRAIN_WIDTH", _width(w), "SFSC.WIDTHS", _width_list([w]),
                      "SFSC.OLD_MODEL.WEIGHTS", f"{{{full}}}/model_final.pth"),
                     needs=(full,), cost=w * w + old_forward)
                 for w in sub]

@@ -48,7 +48,9 @@ def load_trained_model(output_dir: str, checkpoint: str = "model_final.pth"):
     cfg.merge_from_file(config)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
-    cfg.SFSC.OLD_MODEL.WEIGHTS = ""  # only needed to train
+    # Training-only: a one-to-one model's frozen reference and the loss that used it.
+    cfg.SFSC.OLD_MODEL.WEIGHTS = ""
+    cfg.SFSC.COMPAT_LOSS = "none"
     cfg.freeze()
     model = build_model(cfg)
     SFSCCheckpointer(model).load(weights)
