@@ -12,6 +12,8 @@ os.environ.setdefault("FASTREID_DATASETS",
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import sfsc  # noqa: E402,F401  (patches FastReID before any test module imports it)
+
 # One thread: on a shared machine, OpenMP threads waiting for each other cost more than they gain
 # (the tests' CPU time triples with two under load).
 torch.set_num_threads(1)
@@ -20,7 +22,6 @@ torch.set_num_threads(1)
 @pytest.fixture
 def sfsc_cfg():
     """A fresh, mutable SFSC config built on configs/Base-SFSC.yml, shrunk for CPU tests."""
-    import sfsc
     from fastreid.config import get_cfg
 
     cfg = get_cfg()

@@ -45,6 +45,18 @@ def add_sfsc_config(cfg: CN) -> None:
     _C.SFSC.CHECKPOINT.STRICT = True  # refuse checkpoints that do not match the model key for key
     _C.SFSC.CHECKPOINT.ALLOW_PICKLE = False  # only for trusted legacy files
 
+    _C.SFSC.DATA = CN()
+    # Images that cannot be decoded (missing, empty, truncated): skip (warn and count) | fail.
+    _C.SFSC.DATA.BAD_IMAGES = "skip"
+    # The CustomReID dataset: a CSV file (path,pid,camid,split) or a folder laid out as
+    # <split>/<pid>/<camid>/<image>; relative paths start at FASTREID_DATASETS.
+    _C.SFSC.DATA.CUSTOM_PATH = ""
+    # Seeds data order and augmentation by position in the sample stream: --resume continues
+    # the exact batches of an uninterrupted run. Off: FastReID's own samplers and workers.
+    _C.SFSC.DATA.RESUMABLE = True
+    # torch.use_deterministic_algorithms: bit-for-bit repeatable runs (slower on CUDA).
+    _C.SFSC.DETERMINISTIC = False
+
     _C.SFSC.LOG_PERIOD = 20
     # Steps with a non-finite loss or gradient are skipped; this many in a row stop training.
     _C.SFSC.MAX_NONFINITE_STEPS = 5

@@ -44,6 +44,10 @@ def setup_cfg(args, setup: bool = True):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+        if cfg.SFSC.DETERMINISTIC:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
         logger.info(f"Seed {cfg.SEED} (process {comm.get_rank()} uses {seed}); "
                     f"device {cfg.MODEL.DEVICE}")
         if comm.is_main_process() and cfg.OUTPUT_DIR:
@@ -53,10 +57,11 @@ def setup_cfg(args, setup: bool = True):
 
 
 def _user_errors() -> tuple:
+    from ..data.errors import DatasetError
     from ..engine.checkpoint import CheckpointError
     from ..engine.task_step import NonFiniteTrainingError
 
-    return (ConfigError, CheckpointError, NonFiniteTrainingError, FileNotFoundError)
+    return (ConfigError, CheckpointError, NonFiniteTrainingError, DatasetError, FileNotFoundError)
 
 
 USER_ERRORS = _user_errors()

@@ -8,11 +8,6 @@ from collections import OrderedDict
 
 import torch
 
-import fastreid.data.build as data_build
-from fastreid.data import build_reid_test_loader
-from fastreid.data.common import CommDataset
-from fastreid.data.datasets import DATASET_REGISTRY
-from fastreid.data.transforms import build_transforms
 from fastreid.engine import hooks
 from fastreid.engine.defaults import DefaultTrainer
 from fastreid.engine.train_loop import TrainerBase
@@ -22,6 +17,7 @@ from fastreid.solver import build_optimizer
 from fastreid.utils import comm
 from fastreid.utils.logger import setup_logger
 
+from ..data import loaders
 from ..evaluation.compatibility_evaluator import evaluate_compatibility
 from ..evaluation.feature_extraction import extract_features
 from .aggregation import build_aggregation
@@ -81,10 +77,7 @@ class SFSCTrainer(DefaultTrainer):
         self._trainer = TaskGradientTrainer(
             model, data_loader, optimizer, param_wrapper, build_aggregation(cfg, seed),
             amp_dtype, cfg.SFSC.MAX_NONFINITE_STEPS, scaler)
-        self.iters_per_epoch = len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH
-        if self.iters_per_epoch == 0:
-            raise ValueError(f"The training set has {len(data_loader.dataset)} images, fewer than "
-                             f"one batch (SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH}).")
+        self.iters_per_epoch = max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.checkpointer = SFSCCheckpointer(
             model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
@@ -105,6 +98,37 @@ class SFSCTrainer(DefaultTrainer):
                 hook._period = self.cfg.SFSC.LOG_PERIOD
         return ret
 
+    def resume_or_load(self, resume: bool = True) -> None:
+        """FastReID's resume, plus the data stream's position and the best metric so far."""
+        super().resume_or_load(resume)
+        if not (resume and self.checkpointer.has_checkpoint()):
+            return
+        best = os.path.join(self.cfg.OUTPUT_DIR, "model_best.pth")
+        if os.path.isfile(best):
+            metric = float(torch.load(best, map_location="cpu", weights_only=True)["metric"])
+            for hook in self._hooks:
+                if isinstance(hook, hooks.PeriodicCheckpointer):
+                    hook.best_metric = metric
+            logger.info(f"Best metric so far: {metric:.4f} (model_best.pth)")
+        self._seek_data(self.start_epoch * self.iters_per_epoch)
+
+    def _seek_data(self, iteration: int) -> None:
+        """Restart the train loader at the batch of ``iteration`` (when SFSC.DATA.RESUMABLE)."""
+        loader = self._trainer.data_loader
+        sampler = loaders.positioned_sampler(loader)
+        if sampler is None or iteration == 0:
+            return
+        if self._trainer._data_loader_iter is loader:  # DataLoaderX on CUDA: its own thread
+            loader._shutdown_background_thread()
+        sampler.start = iteration * loader.batch_sampler.batch_size
+        self._trainer._data_loader_iter = iter(loader)
+        logger.info(f"Data stream resumed at iteration {iteration} (sample {sampler.start})")
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """FastReID's train loader with dataset checks, image screening and resumable data."""
+        return loaders.build_train_loader(cfg)
+
     @classmethod
     def build_model(cls, cfg):
         model = build_model(cfg)
@@ -121,16 +145,7 @@ class SFSCTrainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         """FastReID's test loader with DATALOADER.NUM_WORKERS (FastReID always starts 4)."""
-        data = DATASET_REGISTRY.get(dataset_name)(root=data_build._root)
-        if comm.is_main_process():
-            data.show_test()
-        test_set = CommDataset(data.query + data.gallery, build_transforms(cfg, is_train=False),
-                               relabel=False)
-        loader, _ = build_reid_test_loader(test_set=test_set,
-                                           test_batch_size=cfg.TEST.IMS_PER_BATCH,
-                                           num_query=len(data.query),
-                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
-        return loader, len(data.query)
+        return loaders.build_test_loader(cfg, dataset_name)
 
     @classmethod
     def test(cls, cfg, model):

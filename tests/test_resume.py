@@ -1,0 +1,102 @@
+"""A run killed with SIGKILL mid-epoch and resumed equals an uninterrupted run, bit for bit;
+two runs with one seed are identical; the seed and the best metric survive."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "Synthetic", "sfsc_R18.yml")
+EPOCHS = 3
+OPTS = ["DATASETS.NAMES", '("SyntheticReIDTiny",)', "DATASETS.TESTS", '("SyntheticReIDTiny",)',
+        "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]", "INPUT.PADDING.SIZE", "2",
+        "SOLVER.IMS_PER_BATCH", "32", "SOLVER.MAX_EPOCH", str(EPOCHS), "SOLVER.STEPS", "[2]",
+        "SOLVER.WARMUP_ITERS", "5", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1",
+        "DATALOADER.NUM_WORKERS", "1", "SFSC.LOG_PERIOD", "1", "SFSC.DETERMINISTIC", "True",
+        "SEED", "7"]
+
+
+def _train(output_dir, *extra, kill_at=None):
+    script = os.path.join(ROOT, "tests", "train_killed.py") if kill_at is not None \
+        else os.path.join(ROOT, "tools", "train_net.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if kill_at is not None:
+        env["SFSC_KILL_AT"] = str(kill_at)
+    proc = subprocess.run([sys.executable, script, "--config-file", CONFIG, *extra, *OPTS,
+                           "OUTPUT_DIR", str(output_dir)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    return proc
+
+
+def _grad_norms(output_dir):
+    """{iteration: grad norms}: the last record of each iteration (a resumed run rewrites)."""
+    out = {}
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "grad_norm/ori" in rec:
+                out[rec["iteration"]] = {k: v for k, v in rec.items() if k.startswith("grad_norm")}
+    return out
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def _same_weights(a, b):
+    wa, wb = _weights(a), _weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    for name in ("a", "b"):
+        proc = _train(root / name)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    iters_per_epoch = max(_grad_norms(root / "a")) // EPOCHS + 1
+    kill_at = iters_per_epoch + iters_per_epoch // 2  # mid-way through the second epoch
+    killed = _train(root / "c", kill_at=kill_at)
+    assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL
+    assert not os.path.exists(root / "c" / "model_final.pth")
+    with open(root / "c" / "last_checkpoint") as f:
+        assert f.read().strip() == "model_0000.pth"
+    resumed = _train(root / "c", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return root, kill_at, iters_per_epoch
+
+
+def test_same_seed_same_run_bit_for_bit(runs):
+    root, _, _ = runs
+    assert _same_weights(root / "a" / "model_final.pth", root / "b" / "model_final.pth")
+    assert _grad_norms(root / "a") == _grad_norms(root / "b")
+    for name in ("a", "b"):
+        with open(root / name / "seed.txt") as f:
+            assert f.read().strip() == "7"
+
+
+def test_killed_and_resumed_run_equals_the_uninterrupted_one(runs):
+    root, kill_at, iters_per_epoch = runs
+    a, c = _grad_norms(root / "a"), _grad_norms(root / "c")
+    # The resumed run replays from the checkpoint at the end of epoch 0.
+    assert min(k for k in c if k >= iters_per_epoch) == iters_per_epoch
+    assert max(c) == max(a) and len(a) == EPOCHS * iters_per_epoch
+    assert {k: c[k] for k in a} == a  # every iteration, before and after the kill
+    assert _same_weights(root / "a" / "model_final.pth", root / "c" / "model_final.pth")
+    with open(root / "a" / "compatibility.json") as f, open(root / "c" / "compatibility.json") as g:
+        assert json.load(f) == json.load(g)
+
+
+def test_best_metric_survives_the_resume(runs):
+    root, _, _ = runs
+    with open(root / "c" / "log.txt") as f:
+        found = re.findall(r"Best metric so far: ([0-9.]+)", f.read())
+    first = torch.load(root / "a" / "model_0000.pth", map_location="cpu", weights_only=True)
+    assert found and float(found[-1]) == pytest.approx(float(first["metric"]), abs=1e-4)
+    best_a = torch.load(root / "a" / "model_best.pth", map_location="cpu", weights_only=True)
+    best_c = torch.load(root / "c" / "model_best.pth", map_location="cpu", weights_only=True)
+    assert (best_a["epoch"], best_a["metric"]) == (best_c["epoch"], best_c["metric"])
