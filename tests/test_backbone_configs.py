@@ -26,13 +26,6 @@ def _config(dataset: str, net: str) -> str:
     return os.path.join(ROOT, "configs", dataset, f"sfsc_{net}.yml")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("net", sorted(NETS))
 def test_backbone_config_trains_and_every_width_gives_the_common_feature(net):

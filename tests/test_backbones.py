@@ -39,14 +39,6 @@ BUILDERS: Dict[str, Callable[[Tuple[float, ...]], nn.Module]] = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny inputs gain nothing from threads, and spinning threads crawl on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @functools.cache
 def cached(name: str, widths: Tuple[float, ...] = WIDTHS) -> nn.Module:

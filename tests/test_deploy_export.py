@@ -28,14 +28,6 @@ from sfsc.modeling.switchable import SwitchableModule
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny inputs gain nothing from threads, and spinning threads crawl on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):

@@ -26,14 +26,6 @@ BUILDERS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny inputs gain nothing from threads, and spinning threads crawl on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _randomise_bn(model: nn.Module) -> None:
     """Non-trivial BN statistics and affine parameters, so that mixing up BNs changes outputs."""

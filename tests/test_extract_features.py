@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from deploy_models import make_output_dir, run_tool, tiny_cfg
 from PIL import Image
 
@@ -15,14 +14,6 @@ from sfsc.deploy.image_sources import list_images
 
 READABLE = ["a.jpg", "b.JPEG", "c.png", "sub/d_gray.png", "sub/e_rgba.png"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny inputs gain nothing from threads, and spinning threads crawl on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

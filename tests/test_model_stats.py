@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-import torch
 from deploy_models import ROOT, run_tool
 from torch import nn
 
@@ -13,13 +11,6 @@ from sfsc.deploy.macs import count_macs
 
 R18 = os.path.join(ROOT, "configs", "Market1501", "sfsc_R18.yml")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_macs_are_counted_exactly():
