@@ -107,6 +107,17 @@ def probe_amp_trainer():
         trainer.run_step()
 
 
+def probe_metric_printer():
+    from fastreid.utils.events import CommonMetricPrinter, EventStorage
+
+    printer = CommonMetricPrinter(max_iter=10)
+    with EventStorage(0) as storage:
+        storage.iter, storage.epoch = 1, 0  # PeriodicWriter writes after the step and the epoch
+        storage.put_scalar("loss", 1.0)
+        printer.write()
+        printer.write()
+
+
 def probe_numpy_has_bool():
     import numpy as np
 
@@ -128,6 +139,7 @@ PROBES = {
     "data_loader": probe_data_loader,
     "cython_build": probe_cython_build,
     "amp_trainer": probe_amp_trainer,
+    "metric_printer": probe_metric_printer,
 }
 
 if __name__ == "__main__":

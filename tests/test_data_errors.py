@@ -86,6 +86,24 @@ def test_unreadable_images_are_skipped_and_counted(cfg, tmp_path, caplog):
         loaders.screen_images(dataset.train, "tiny train", "fail")
 
 
+def test_screening_opens_an_unchanged_image_once(cfg, tmp_path, monkeypatch):
+    from sfsc.data import loaders
+
+    dataset = SyntheticReIDTiny(root=str(tmp_path))
+    opened = []
+    check = loaders.image_problem
+    monkeypatch.setattr(loaders, "image_problem", lambda p: opened.append(p) or check(p))
+    assert len(loaders.screen_images(dataset.query, "q", "fail")) == len(dataset.query)
+    assert len(opened) == len(dataset.query)
+    opened.clear()
+    loaders.screen_images(dataset.query, "q", "fail")  # a later evaluation: nothing reopened
+    assert opened == []
+    open(dataset.query[0][0], "wb").close()  # changed since: checked again, and caught
+    with pytest.raises(DatasetError, match="1 of"):
+        loaders.screen_images(dataset.query, "q", "fail")
+    assert opened == [dataset.query[0][0]]
+
+
 def test_loaders_screen_every_split(cfg, tmp_path, caplog):
     dataset = SyntheticReIDTiny(root=str(tmp_path))
     n_train, n_test = len(dataset.train), len(dataset.query) + len(dataset.gallery)

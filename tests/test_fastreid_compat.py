@@ -19,6 +19,7 @@ CASES = {
     "cpu_data_loader": ("data_loader", ""),
     "no_cython_build": ("cython_build", "ReidEvaluator exited"),
     "amp_cuda_only": ("amp_trainer", "CUDA is required"),
+    "metric_printer_same_iteration": ("metric_printer", "ZeroDivisionError"),
 }
 
 

@@ -145,6 +145,26 @@ def _amp_cuda_only() -> None:
     defaults.AMPTrainer = DeviceAwareAMPTrainer
 
 
+def _metric_printer_same_iteration() -> None:
+    # Before the iteration timer has a "time" history (the first 3 iterations), the printer
+    # times the ETA from its previous write; PeriodicWriter writes again at an epoch's end, so
+    # an epoch that ends in those iterations (1-2 iterations per epoch, a tiny dataset) divides
+    # by zero. A second write at the same iteration then prints without an ETA.
+    from fastreid.utils.events import CommonMetricPrinter, get_event_storage
+
+    if getattr(CommonMetricPrinter.write, "_sfsc_patched", False):
+        return
+    write = CommonMetricPrinter.write
+
+    def guarded_write(self) -> None:
+        if self._last_write is not None and self._last_write[0] == get_event_storage().iter:
+            self._last_write = None
+        write(self)
+
+    guarded_write._sfsc_patched = True
+    CommonMetricPrinter.write = guarded_write
+
+
 #: In the order they must run: the import-time fixes first, since later shims import fastreid.
 SHIMS = (
     Shim("collections_abc_aliases", "fastreid/evaluation/testing.py:5, fastreid/data/build.py:12",
@@ -157,6 +177,8 @@ SHIMS = (
     Shim("no_cython_build", "fastreid/evaluation/reid_evaluation.py (compile_helper)",
          _no_cython_build),
     Shim("amp_cuda_only", "fastreid/engine/train_loop.py (AMPTrainer)", _amp_cuda_only),
+    Shim("metric_printer_same_iteration", "fastreid/utils/events.py:220 (CommonMetricPrinter)",
+         _metric_printer_same_iteration),
 )
 
 _applied: Dict[str, bool] = {}

@@ -118,9 +118,28 @@ def image_problem(path: str) -> Optional[str]:
     return None
 
 
+# path -> (size, mtime) of images found readable: every evaluation lists the test set again,
+# and an image unchanged since its last check need not be opened again.
+_READABLE: Dict[str, Tuple[int, int]] = {}
+
+
+def _cached_problem(path: str) -> Optional[str]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return image_problem(path)
+    stamp = (stat.st_size, stat.st_mtime_ns)
+    if _READABLE.get(path) == stamp:
+        return None
+    why = image_problem(path)
+    if why is None:
+        _READABLE[path] = stamp
+    return why
+
+
 def screen_images(items: List[tuple], where: str, policy: str) -> List[tuple]:
     """``items`` without unreadable images: warns with a count ('skip'), or raises ('fail')."""
-    bad = [(item[0], why) for item in items if (why := image_problem(item[0])) is not None]
+    bad = [(item[0], why) for item in items if (why := _cached_problem(item[0])) is not None]
     if not bad:
         return items
     listing = "; ".join(f"{p}: {why}" for p, why in bad[:5]) + (" ..." if len(bad) > 5 else "")
