@@ -1,5 +1,8 @@
 """The evidential compatible loss against independent computations, and the α̃ behaviour."""
+import importlib.util
+import json
 import math
+import os
 
 import pytest
 import torch
@@ -77,3 +80,25 @@ def test_uncertainty_is_high_without_evidence():
     high_evidence[:, 0] = 10.0
     high = evidential_loss(high_evidence, torch.tensor([0, 0]))["uncertainty"]
     assert low > 0.99 and high < 0.01
+
+
+def _probe_tool():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "evidential_probe", os.path.join(root, "tools", "evidential_probe.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_kl_weight_stalls_a_many_class_probe(capsys):
+    """With 256 weakly separated classes, λ = 0.2 keeps the evidence flat (u ≈ 0.5) and the probe
+    underfits, while the Bayes-risk term alone (λ = 0) fits: the KL term, not L_ace, stalls it."""
+    tool = _probe_tool()
+    tool.main(["--classes", "256", "--separation", "0.3", "--lambdas", "0", "0.2",
+               "--steps", "300"])
+    rows = {r["lambda"]: r for r in json.loads(capsys.readouterr().out)["results"]}
+    assert rows[0.0]["accuracy"] > 95 and rows[0.0]["uncertainty"] < 0.1
+    assert rows[0.2]["accuracy"] < 75 and rows[0.2]["uncertainty"] > 0.4
+    few = tool.probe(32, 0.2, 0.3, steps=300)  # few classes: λ = 0.2 fits too
+    assert few["accuracy"] > 95
