@@ -97,6 +97,13 @@ class BenchmarkRunner:
                      f"{_fmt(float(record['wall_time_s']))}")
         return [self.finished(r, s) for s, r in jobs]
 
+    def _portable(self, arg: str) -> str:
+        # Records name files inside the repository relative to it, so they read the same on
+        # every machine that reruns the command from the repository root.
+        if os.path.isabs(arg) and os.path.commonpath([arg, self.repo]) == self.repo:
+            return os.path.relpath(arg, self.repo)
+        return arg
+
     def _train(self, run: Run, seed: int) -> RunRecord:
         for need in run.needs:
             if self.finished(next(r for r in self.runs if r.name == need), seed) is None:
@@ -120,7 +127,8 @@ class BenchmarkRunner:
                       os.path.join(self.config_dir, run.config), self.repo),
                   "overrides": self._opts(run, seed)[:-2], "seed": seed,
                   "git_commit": self.commit, "wall_time_s": round(wall, 1),
-                  "fingerprint": self.fingerprint(run, seed), "command": command,
+                  "fingerprint": self.fingerprint(run, seed),
+                  "command": ["python"] + [self._portable(a) for a in command[1:]],
                   "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(out, RECORD), "w") as f:
             json.dump(record, f, indent=1)
