@@ -13,6 +13,7 @@ Trailing KEY VALUE pairs override every run's config.
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     results = aggregate(matrices)
     out = os.path.join(args.output, args.dataset)
     os.makedirs(out, exist_ok=True)
-    command = "python tools/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python tools/benchmark.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     train_time = sum(r["wall_time_s"] for r in record_list)
     header = [f"Command: `{command}`", "",
               f"Seeds {args.seeds}; sub-model widths {widths}; cells are mean ± std over seeds "
