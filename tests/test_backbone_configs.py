@@ -26,7 +26,6 @@ def _config(dataset: str, net: str) -> str:
     return os.path.join(ROOT, "configs", dataset, f"sfsc_{net}.yml")
 
 
-
 @pytest.mark.parametrize("net", sorted(NETS))
 def test_backbone_config_trains_and_every_width_gives_the_common_feature(net):
     cfg = tiny_cfg(_config("Market1501", net), size=(64, 32), dim=512)  # the config's 512

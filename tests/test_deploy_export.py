@@ -28,7 +28,6 @@ from sfsc.modeling.switchable import SwitchableModule
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 
 
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("r18"))

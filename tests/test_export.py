@@ -26,7 +26,6 @@ BUILDERS = {
 }
 
 
-
 def _randomise_bn(model: nn.Module) -> None:
     """Non-trivial BN statistics and affine parameters, so that mixing up BNs changes outputs."""
     for m in model.modules():

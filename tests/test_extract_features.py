@@ -15,7 +15,6 @@ from sfsc.deploy.image_sources import list_images
 READABLE = ["a.jpg", "b.JPEG", "c.png", "sub/d_gray.png", "sub/e_rgba.png"]
 
 
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """Images of several sizes and modes, a corrupt .jpg and a file that is not an image."""

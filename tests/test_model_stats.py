@@ -12,7 +12,6 @@ from sfsc.deploy.macs import count_macs
 R18 = os.path.join(ROOT, "configs", "Market1501", "sfsc_R18.yml")
 
 
-
 def test_macs_are_counted_exactly():
     net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1),  # -> 8 × 8 × 4
                         nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise
