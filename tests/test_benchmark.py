@@ -70,7 +70,7 @@ def test_runner_reuses_restarts_and_retrains(tmp_path, fake_training):
     assert fake_training == [str(interrupted)] and not (interrupted / "partial.txt").exists()
 
     fake_training.clear()
-    _runner(tmp_path, "SOLVER.MAX_EPOCH", "7").run_all()  # another config: trained again
+    _runner(tmp_path, "SOLVER.MAX_EPOCH", "9").run_all()  # another config: trained again
     assert len(fake_training) == 2
 
 
