@@ -58,6 +58,10 @@ def test_runner_reuses_restarts_and_retrains(tmp_path, fake_training):
     assert bct["command"][:2] == ["python", "tools/train_net.py"]  # portable record
     assert bct["command"][3] == "configs/Synthetic/bct_R18.yml" and bct["seed"] == 0
     assert f"{tmp_path}/seed0/unified_w1/model_final.pth" in bct["overrides"]
+    # paths inside the repository are recorded relative to it, outside ones stay absolute
+    inside = os.path.join(ROOT, "logs", "benchmark", "model_final.pth")
+    relative = os.path.join("logs", "benchmark", "model_final.pth")
+    assert _runner(tmp_path)._portable(inside) == relative
 
     fake_training.clear()
     _runner(tmp_path).run_all()

@@ -125,7 +125,8 @@ class BenchmarkRunner:
                                f"{os.path.join(out, 'log.txt')} and stdout.txt")
         record = {"run": run.name, "config": os.path.relpath(
                       os.path.join(self.config_dir, run.config), self.repo),
-                  "overrides": self._opts(run, seed)[:-2], "seed": seed,
+                  "overrides": [self._portable(a) for a in self._opts(run, seed)[:-2]],
+                  "seed": seed,
                   "git_commit": self.commit, "wall_time_s": round(wall, 1),
                   "fingerprint": self.fingerprint(run, seed),
                   "command": ["python"] + [self._portable(a) for a in command[1:]],
