@@ -58,10 +58,6 @@ def test_runner_reuses_restarts_and_retrains(tmp_path, fake_training):
     assert bct["command"][:2] == ["python", "tools/train_net.py"]  # portable record
     assert bct["command"][3] == "configs/Synthetic/bct_R18.yml" and bct["seed"] == 0
     assert f"{tmp_path}/seed0/unified_w1/model_final.pth" in bct["overrides"]
-    # paths inside the repository are recorded relative to it, outside ones stay absolute
-    inside = os.path.join(ROOT, "logs", "benchmark", "model_final.pth")
-    relative = os.path.join("logs", "benchmark", "model_final.pth")
-    assert _runner(tmp_path)._portable(inside) == relative
 
     fake_training.clear()
     _runner(tmp_path).run_all()
@@ -76,6 +72,16 @@ def test_runner_reuses_restarts_and_retrains(tmp_path, fake_training):
     fake_training.clear()
     _runner(tmp_path, "SOLVER.MAX_EPOCH", "9").run_all()  # another config: trained again
     assert len(fake_training) == 2
+
+
+def test_records_name_paths_inside_the_repository_relative_to_it(tmp_path, fake_training):
+    """A runs-root inside the repository: the record's overrides read the same on any machine."""
+    runs = runs_for(METHODS["unified"], [0.25])[-1:] + runs_for(METHODS["bct"], [0.25])
+    runner = BenchmarkRunner(str(tmp_path), os.path.join(ROOT, "configs", "Synthetic"),
+                             str(tmp_path / "logs"), runs, seeds=[0], log=lambda msg: None)
+    bct = next(r for r in runner.run_all() if r["run"] == "bct_w0.25")
+    weights = os.path.join("logs", "seed0", "unified_w1", "model_final.pth")
+    assert weights in bct["overrides"] and not any(str(tmp_path) in o for o in bct["overrides"])
 
 
 def test_failed_run_is_reported(tmp_path, fake_training):
