@@ -18,16 +18,26 @@ def add_sfsc_config(cfg: CN) -> None:
     # The width the original loss trains: 1.0 for SFSC / *-S; < 1.0 for a unified or one-to-one
     # model of a single width (then WIDTHS is empty or holds only that width).
     _C.SFSC.TRAIN_WIDTH = 1.0
-    # Compatible loss of every sub-model: evidential | bct | asymmetric | none.
+    # Compatible loss of every sub-model: evidential | bct | asymmetric | none
+    # (modeling/losses/compat.py registers them).
     _C.SFSC.COMPAT_LOSS = "evidential"
     _C.SFSC.COMPAT_WEIGHT = 1.0
     # How the per-task gradients (L_ori, L_c1 ... L_cm) become one update: pcgrad | sum.
     _C.SFSC.AGGREGATION = "pcgrad"
 
+    # The evidential loss's open choices (sfsc/modeling/losses/evidential_loss.py). The paper's
+    # literal form: LAMBDA 0.2, ACTIVATION exp, KL_TARGET kept, KL_NORM sum, PRIOR 1.0.
     _C.SFSC.EVIDENTIAL = CN()
-    _C.SFSC.EVIDENTIAL.LAMBDA = 0.2
-    _C.SFSC.EVIDENTIAL.ANNEAL_ITERS = 0  # > 0: lambda ramps up linearly over these iterations
-    _C.SFSC.EVIDENTIAL.LOGIT_CLAMP = 10.0  # logits clamped to [-c, c] before exp
+    _C.SFSC.EVIDENTIAL.LAMBDA = 0.2  # KL weight λ
+    _C.SFSC.EVIDENTIAL.ACTIVATION = "exp"  # evidence = exp | softplus | relu of the logits
+    _C.SFSC.EVIDENTIAL.LOGIT_CLAMP = 10.0  # logits clamped to [-c, c] before the activation
+    _C.SFSC.EVIDENTIAL.KL_TARGET = "removed"  # removed (Sensoy's α̃) | kept (paper's Eq. 5)
+    _C.SFSC.EVIDENTIAL.KL_NORM = "sum"  # sum over classes | mean over classes | batch classes
+    _C.SFSC.EVIDENTIAL.PRIOR = 1.0  # Dirichlet prior per class (α = e + PRIOR; R-EDL's weight)
+    # λ_t: constant | iters (linear over ANNEAL_ITERS) | epochs (Sensoy: min(1, epoch / N)).
+    _C.SFSC.EVIDENTIAL.KL_SCHEDULE = "constant"
+    _C.SFSC.EVIDENTIAL.ANNEAL_ITERS = 0
+    _C.SFSC.EVIDENTIAL.ANNEAL_EPOCHS = 10
 
     _C.SFSC.ASYMMETRIC = CN()
     _C.SFSC.ASYMMETRIC.TYPE = "contrastive"  # contrastive | triplet

@@ -85,13 +85,15 @@ def _check_widths(widths: Iterable[float], key: str, allow_full: bool) -> List[f
 def check_config(cfg) -> None:
     """Check SFSC's keys (widths, losses, aggregation, one-to-one set-up); raise ConfigError."""
     from .engine.aggregation import AGGREGATIONS
-    from .modeling.meta_arch import COMPAT_LOSSES
+    from .modeling.losses import build_compat_loss
 
     s = cfg.SFSC
     widths = _check_widths(s.WIDTHS, "SFSC.WIDTHS", allow_full=False)
     _check_widths([s.TRAIN_WIDTH], "SFSC.TRAIN_WIDTH", allow_full=True)
-    if s.COMPAT_LOSS not in COMPAT_LOSSES:
-        raise ConfigError(f"SFSC.COMPAT_LOSS {s.COMPAT_LOSS!r} is not one of {COMPAT_LOSSES}.")
+    try:  # the loss checks its own name and keys (SFSC.EVIDENTIAL.*, SFSC.ASYMMETRIC.*)
+        build_compat_loss(cfg)
+    except ValueError as e:
+        raise ConfigError(f"{e}.") from None
     if s.AGGREGATION not in AGGREGATIONS:
         raise ConfigError(f"SFSC.AGGREGATION {s.AGGREGATION!r} is not one of "
                           f"{sorted(AGGREGATIONS)}.")
@@ -105,9 +107,6 @@ def check_config(cfg) -> None:
         raise ConfigError(f"SFSC.TRAIN_WIDTH is {s.TRAIN_WIDTH} with a compatible loss but no "
                           "SFSC.OLD_MODEL.WEIGHTS: sub-models are made compatible with the full "
                           "width 1.0 of the same network, or with a frozen old model.")
-    if s.ASYMMETRIC.TYPE not in ("contrastive", "triplet"):
-        raise ConfigError(f"SFSC.ASYMMETRIC.TYPE {s.ASYMMETRIC.TYPE!r} is not 'contrastive' or "
-                          "'triplet'.")
     if cfg.SOLVER.AMP.DTYPE not in ("float16", "bfloat16"):
         raise ConfigError(f"SOLVER.AMP.DTYPE {cfg.SOLVER.AMP.DTYPE!r} is not 'float16' or "
                           "'bfloat16'.")

@@ -41,6 +41,7 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("bct_s", "BCT-S", "bct_s", "switchable"),
     Method("asymmetric_s", "Asymmetric-S", "asymmetric_s", "switchable"),
     Method("sfsc", "SFSC", "sfsc", "switchable"),
+    Method("sfsc_paper", "SFSC (loss as printed)", "sfsc_paper", "switchable"),
     Method("sfsc_wo_loss", "w/o our loss", "sfsc_wo_loss", "switchable"),
     Method("sfsc_wo_aggregation", "w/o our aggregation", "sfsc_wo_aggregation", "switchable"),
 )}

@@ -1,7 +1,17 @@
 """ReID data: a deterministic synthetic Market-1501-style generator, its FastReID datasets and
 CustomReID for your own images (a CSV file or a folder tree)."""
 from .custom import CustomReID  # noqa: F401  (registers)
-from .datasets import SyntheticReID, SyntheticReIDTiny, parse_name  # noqa: F401  (registers)
+from .datasets import (  # noqa: F401  (registers)
+    SyntheticReID,
+    SyntheticReIDEasy,
+    SyntheticReIDTiny,
+    parse_name,
+)
 from .errors import DatasetError  # noqa: F401
-from .params import SYNTHETIC_REID, SYNTHETIC_REID_TINY, GenerationParams  # noqa: F401
+from .params import (  # noqa: F401
+    SYNTHETIC_REID,
+    SYNTHETIC_REID_EASY,
+    SYNTHETIC_REID_TINY,
+    GenerationParams,
+)
 from .synthetic import ensure_synthetic_reid, generate_synthetic_reid  # noqa: F401

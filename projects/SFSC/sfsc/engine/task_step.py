@@ -138,8 +138,8 @@ class TaskGradientTrainer(SimpleTrainer):
             scalars = {f"grad_norm/{name}": float(n) for name, n in zip(self.task_names, norms)}
             scalars["conflicts"] = conflicts
             scalars["conflicts_cumulative"] = self.conflicts_total
-            for width, u in getattr(self.model, "uncertainty", {}).items():
-                scalars[f"uncertainty@{width:g}"] = float(u)
+            for name, value in getattr(self.model, "diagnostics", {}).items():
+                scalars[f"diag/{name}"] = float(value)
             storage.put_scalars(smoothing_hint=False, **scalars)
 
     def state_dict(self) -> dict:

@@ -78,6 +78,7 @@ class SFSCTrainer(DefaultTrainer):
             model, data_loader, optimizer, param_wrapper, build_aggregation(cfg, seed),
             amp_dtype, cfg.SFSC.MAX_NONFINITE_STEPS, scaler)
         self.iters_per_epoch = max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
+        model.iters_per_epoch = self.iters_per_epoch  # epoch-based KL weight schedules
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.checkpointer = SFSCCheckpointer(
             model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),

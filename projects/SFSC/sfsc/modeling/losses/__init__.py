@@ -1,3 +1,15 @@
 from .asymmetric_loss import asymmetric_loss  # noqa: F401
 from .bct_loss import bct_loss  # noqa: F401
-from .evidential_loss import dirichlet_kl_to_uniform, dirichlet_strength, evidential_loss  # noqa: F401
+from .compat import (  # noqa: F401
+    COMPAT_LOSSES,
+    CompatLoss,
+    build_compat_loss,
+    compat_loss_names,
+    register_compat_loss,
+)
+from .evidential_loss import (  # noqa: F401
+    dirichlet_kl_to_uniform,
+    dirichlet_strength,
+    evidence,
+    evidential_loss,
+)

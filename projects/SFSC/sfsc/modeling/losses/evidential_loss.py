@@ -1,14 +1,27 @@
 """Evidential (uncertainty-weighted) compatible loss of SFSC (Sensoy et al. 2018 applied to ReID).
 
-logits z (N, C) = full model's classifier · sub-model feature. Evidence e = exp(clamp(z)),
-Dirichlet strength α = e + 1, S = Σ_c α_c, uncertainty u = C / S.
+logits z (N, C) = full model's classifier · sub-model feature. Evidence e = act(z), Dirichlet
+α = e + p (prior p = 1 in the paper), S = Σ_c α_c, uncertainty u = C·p / S.
   Bayes-risk cross-entropy (paper Eq. 4):  L_ace = ψ(S) − ψ(α_y)
-  regulariser (paper Eq. 5, with the target evidence removed, α̃ = y + (1 − y) ⊙ α):
-      KL[Dir(α̃) ‖ Dir(1)] = ln Γ(Σ α̃) − ln Γ(C) − Σ ln Γ(α̃_c) + Σ (α̃_c − 1)(ψ(α̃_c) − ψ(Σ α̃))
+  regulariser (paper Eq. 5), with the target evidence removed (α̃ = y·p + (1 − y) ⊙ α) or kept:
+      KL[Dir(α̃) ‖ Dir(p·1)] = ln Γ(Σ α̃) − Σ ln Γ(α̃_c) − ln Γ(C·p) + C·ln Γ(p)
+                              + Σ (α̃_c − p)(ψ(α̃_c) − ψ(Σ α̃))
   L = L_ace + λ · KL
-The paper's Eq. 5 drops the tilde; without it the KL punishes evidence for the *correct* class
-(≈ 85 vs ≈ 2 for C = 751) and swamps L_ace. Everything is computed in fp32: lgamma / digamma
-are not autocast-safe and the KL is a difference of large numbers (ln Γ(751) ≈ 4219).
+Every choice the paper leaves open, or that public code makes differently, is an argument:
+
+- ``activation``: exp (clamped, the paper), softplus or relu evidence.
+- ``kl_target``: "removed" (Sensoy's α̃) or "kept" (the paper's literal Eq. 5 and Eq. 8, which
+  punish evidence for the *correct* class: ≈ 85 vs ≈ 2 nats for C = 751).
+- ``kl_norm``: "sum" over all C classes (the paper), "mean" over classes (KL / C), or "batch":
+  the KL of the Dirichlet restricted to the classes present in the batch. With a bias-free
+  classifier behind a zero-mean BNNeck, each absent class's logits average to 0 over the batch,
+  so by Jensen the summed KL penalises the *spread* of C − K absent classes at once and the
+  cheapest way down is to shrink every logit to 0 (u = 0.5 for p = 1): the collapse seen at
+  ReID identity counts. "mean" and "batch" bound that pressure independently of C.
+- ``prior``: the per-class prior p (R-EDL, Chen et al. 2024, frees the prior weight W = C·p).
+
+Everything is computed in fp32: lgamma / digamma are not autocast-safe and the KL is a
+difference of large numbers (ln Γ(751) ≈ 4219).
 """
 from __future__ import annotations
 
@@ -18,43 +31,71 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-__all__ = ["dirichlet_strength", "evidential_loss", "dirichlet_kl_to_uniform"]
+__all__ = ["ACTIVATIONS", "KL_TARGETS", "KL_NORMS", "evidence", "dirichlet_strength",
+           "dirichlet_kl_to_uniform", "evidential_loss"]
+
+ACTIVATIONS = ("exp", "softplus", "relu")
+KL_TARGETS = ("removed", "kept")
+KL_NORMS = ("sum", "mean", "batch")
 
 
-def dirichlet_strength(logits: torch.Tensor, clamp: float = 10.0) -> torch.Tensor:
-    """α = exp(clamp(z)) + 1 in fp32. logits (N, C) -> α (N, C)."""
-    return torch.exp(logits.float().clamp(-clamp, clamp)) + 1.0
+def evidence(logits: torch.Tensor, activation: str = "exp", clamp: float = 10.0) -> torch.Tensor:
+    """Non-negative evidence e = act(clamp(z)) in fp32. logits (N, C) -> (N, C)."""
+    z = logits.float().clamp(-clamp, clamp)
+    if activation == "exp":
+        return torch.exp(z)
+    if activation == "softplus":
+        return F.softplus(z)
+    if activation == "relu":
+        return F.relu(z)
+    raise ValueError(f"evidence activation {activation!r} is not one of {ACTIVATIONS}")
 
 
-def dirichlet_kl_to_uniform(alpha: torch.Tensor) -> torch.Tensor:
-    """KL[Dir(α) ‖ Dir(1)] per row, closed form. alpha (N, C) -> (N,)."""
+def dirichlet_strength(logits: torch.Tensor, clamp: float = 10.0, activation: str = "exp",
+                       prior: float = 1.0) -> torch.Tensor:
+    """Dirichlet parameters α = act(clamp(z)) + p in fp32. logits (N, C) -> α (N, C)."""
+    return evidence(logits, activation, clamp) + prior
+
+
+def dirichlet_kl_to_uniform(alpha: torch.Tensor, prior: float = 1.0) -> torch.Tensor:
+    """KL[Dir(α) ‖ Dir(p·1)] per row, closed form. alpha (N, K) -> (N,)."""
     num_classes = alpha.shape[1]
     strength = alpha.sum(dim=1)
     digamma_gap = torch.digamma(alpha) - torch.digamma(strength)[:, None]
-    return (torch.lgamma(strength) - math.lgamma(num_classes) - torch.lgamma(alpha).sum(dim=1)
-            + ((alpha - 1.0) * digamma_gap).sum(dim=1))
+    return (torch.lgamma(strength) - torch.lgamma(alpha).sum(dim=1)
+            - math.lgamma(num_classes * prior) + num_classes * math.lgamma(prior)
+            + ((alpha - prior) * digamma_gap).sum(dim=1))
 
 
 def evidential_loss(logits: torch.Tensor, targets: torch.Tensor, lam: float = 0.2,
-                    clamp: float = 10.0, remove_target_evidence: bool = True
-                    ) -> Dict[str, torch.Tensor]:
+                    clamp: float = 10.0, kl_target: str = "removed", kl_norm: str = "sum",
+                    activation: str = "exp", prior: float = 1.0) -> Dict[str, torch.Tensor]:
     """SFSC's compatible loss, batch mean. logits (N, C) any dtype, targets (N,) int64.
 
-    Returns ``{"loss", "ace", "kl", "uncertainty"}`` (scalars, fp32); only ``loss`` carries the
-    gradient that matters. ``remove_target_evidence=False`` gives the paper's literal Eq. 5.
+    Returns ``{"loss", "ace", "kl", "uncertainty"}`` (scalars, fp32; ``kl`` after ``kl_norm``,
+    before λ); only ``loss`` carries a gradient.
     """
-    alpha = dirichlet_strength(logits, clamp)
+    if kl_target not in KL_TARGETS:
+        raise ValueError(f"kl_target {kl_target!r} is not one of {KL_TARGETS}")
+    if kl_norm not in KL_NORMS:
+        raise ValueError(f"kl_norm {kl_norm!r} is not one of {KL_NORMS}")
+    if prior <= 0:
+        raise ValueError(f"the Dirichlet prior must be > 0, got {prior}")
+    alpha = dirichlet_strength(logits, clamp, activation, prior)
+    num_classes = alpha.shape[1]
     strength = alpha.sum(dim=1)
     ace = torch.digamma(strength) - torch.digamma(alpha.gather(1, targets[:, None]).squeeze(1))
-    if remove_target_evidence:
-        onehot = F.one_hot(targets, alpha.shape[1]).to(alpha.dtype)
-        alpha_kl = onehot + (1.0 - onehot) * alpha
-    else:
-        alpha_kl = alpha
-    kl = dirichlet_kl_to_uniform(alpha_kl)
+    alpha_kl = alpha
+    if kl_target == "removed":
+        alpha_kl = alpha.scatter(1, targets[:, None], prior)
+    if kl_norm == "batch":
+        alpha_kl = alpha_kl[:, torch.unique(targets)]
+    kl = dirichlet_kl_to_uniform(alpha_kl, prior)
+    if kl_norm == "mean":
+        kl = kl / num_classes
     return {
         "loss": (ace + lam * kl).mean(),
         "ace": ace.detach().mean(),
         "kl": kl.detach().mean(),
-        "uncertainty": (alpha.shape[1] / strength).detach().mean(),
+        "uncertainty": (num_classes * prior / strength).detach().mean(),
     }

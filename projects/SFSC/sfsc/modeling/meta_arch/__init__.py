@@ -1,1 +1,1 @@
-from .switchable_baseline import COMPAT_LOSSES, SwitchableBaseline  # noqa: F401
+from .switchable_baseline import SwitchableBaseline  # noqa: F401

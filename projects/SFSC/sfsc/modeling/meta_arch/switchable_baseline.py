@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -24,15 +24,13 @@ from fastreid.modeling.meta_arch.baseline import Baseline
 from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 
 from ...config import model_widths
-from ..losses import asymmetric_loss, bct_loss, evidential_loss
+from ..losses import build_compat_loss
 from ..switchable import width_context
 from .old_model import load_old_model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SwitchableBaseline", "COMPAT_LOSSES"]
-
-COMPAT_LOSSES = ("evidential", "bct", "asymmetric", "none")
+__all__ = ["SwitchableBaseline"]
 
 
 def _fastreid_loss_kwargs(cfg) -> dict:
@@ -60,26 +58,22 @@ class SwitchableBaseline(Baseline):
         super().__init__(backbone=backbone, heads=heads, pixel_mean=cfg.MODEL.PIXEL_MEAN,
                          pixel_std=cfg.MODEL.PIXEL_STD, loss_kwargs=_fastreid_loss_kwargs(cfg))
         sfsc = cfg.SFSC
-        if sfsc.COMPAT_LOSS not in COMPAT_LOSSES:
-            raise ValueError(f"SFSC.COMPAT_LOSS {sfsc.COMPAT_LOSS!r} is not one of {COMPAT_LOSSES}")
         self.widths = model_widths(cfg)
         self.train_width = float(sfsc.TRAIN_WIDTH)
-        self.compat_loss = sfsc.COMPAT_LOSS
+        self.compat_loss = build_compat_loss(cfg)  # None for SFSC.COMPAT_LOSS none
+        self.compat_name = sfsc.COMPAT_LOSS
         self.compat_widths = tuple(sorted({float(w) for w in sfsc.WIDTHS})) \
-            if self.compat_loss != "none" else ()
-        self.compat_weight = sfsc.COMPAT_WEIGHT
-        self.evidential = dict(lam=sfsc.EVIDENTIAL.LAMBDA, clamp=sfsc.EVIDENTIAL.LOGIT_CLAMP,
-                               anneal=sfsc.EVIDENTIAL.ANNEAL_ITERS)
-        self.asymmetric = dict(kind=sfsc.ASYMMETRIC.TYPE, margin=sfsc.ASYMMETRIC.MARGIN)
+            if self.compat_loss is not None else ()
         # Kept out of the module tree: not trained, not checkpointed, never switched.
         old_model = load_old_model(cfg) if sfsc.OLD_MODEL.WEIGHTS else None
         self.__dict__["old_model"] = old_model
         if old_model is None and self.compat_widths and 1.0 not in self.widths:
             raise ValueError("a compatible loss needs a reference: the full width 1.0 in the "
                              "model, or a frozen old model in SFSC.OLD_MODEL.WEIGHTS")
-        self.iteration = 0  # set by the trainer; drives the evidential KL annealing
-        # Mean Dirichlet uncertainty u = C/S of each width's last batch, for logging.
-        self.uncertainty: Dict[float, torch.Tensor] = {}
+        self.iteration = 0  # set by the trainer; drives KL weight schedules
+        self.iters_per_epoch = 0  # set by the trainer when the schedule counts epochs
+        # Per-width scalars of the last training batch (``<name>@<width>``), for logging.
+        self.diagnostics: Dict[str, torch.Tensor] = {}
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -110,7 +104,10 @@ class SwitchableBaseline(Baseline):
         outputs = {}
         for width in sorted({self.train_width, *self.compat_widths}, reverse=True):
             outputs[width] = self._outputs(images, targets, width)
+        self.diagnostics = {}
         tasks = OrderedDict(ori=self.losses(outputs[self.train_width], targets))
+        self._record(self.train_width, outputs[self.train_width],
+                     outputs[self.train_width]["pred_class_logits"])
         if not self.compat_widths:
             return tasks
         ref_weight, ref_feat = self._reference(images, outputs)
@@ -126,22 +123,39 @@ class SwitchableBaseline(Baseline):
         old = self.old_model
         if old.device != self.device:
             old.to(self.device)
-        with torch.no_grad():
-            feat = old.heads(old.backbone(images)) if self.compat_loss == "asymmetric" else None
+        feat = None
+        if self.compat_loss.uses_reference_features:
+            with torch.no_grad():
+                feat = old.heads(old.backbone(images))
         return old.heads.weight.detach(), feat
 
     def _compat_losses(self, out: dict, targets, ref_weight, ref_feat, width: float
                        ) -> Dict[str, torch.Tensor]:
-        name = f"loss_{self.compat_loss}@{width:g}"
-        if self.compat_loss == "asymmetric":
-            loss = asymmetric_loss(out["neck_feat"], ref_feat, targets, **self.asymmetric)
-            return {name: loss * self.compat_weight}
-        logits = self.heads.class_logits(out["neck_feat"], ref_weight)
-        if self.compat_loss == "bct":
-            return {name: bct_loss(logits, targets) * self.compat_weight}
-        lam = self.evidential["lam"]
-        if self.evidential["anneal"] > 0:
-            lam *= min(1.0, self.iteration / self.evidential["anneal"])
-        terms = evidential_loss(logits, targets, lam, self.evidential["clamp"])
-        self.uncertainty[width] = terms["uncertainty"]
-        return {name: terms["loss"] * self.compat_weight}
+        loss_fn = self.compat_loss
+        logits = self.heads.class_logits(out["neck_feat"], ref_weight) \
+            if loss_fn.uses_logits else None
+        epoch = self.iteration // self.iters_per_epoch if self.iters_per_epoch else 0
+        loss, diagnostics = loss_fn(out["neck_feat"], logits, ref_feat, targets,
+                                    self.iteration, epoch)
+        self._record(width, out, logits, diagnostics)
+        return {f"loss_{self.compat_name}@{width:g}": loss}
+
+    @torch.no_grad()
+    def _record(self, width: float, out: dict, logits: Optional[torch.Tensor],
+                extra: Optional[Dict[str, torch.Tensor]] = None) -> None:
+        """Where a collapse shows: the width's BNNeck scale |γ|, the backbone's pooled feature
+        norm, the neck feature norm, the logit spread over classes, the shared classifier's
+        row norm, and the compatible loss's own terms (u, L_ace, KL for the evidential one)."""
+        d = self.diagnostics
+        neck = self.heads.bottleneck[-1]
+        if hasattr(neck, "active_bn"):
+            with width_context(self, width):
+                d[f"bnneck_gamma@{width:g}"] = neck.active_bn().weight.abs().mean()
+        d[f"pool_feat_norm@{width:g}"] = out["features"].float().norm(dim=1).mean() \
+            if self.heads.neck_feat == "before" else out["neck_feat"].new_zeros(())
+        d[f"feat_norm@{width:g}"] = out["neck_feat"].float().norm(dim=1).mean()
+        if logits is not None:
+            d[f"logit_std@{width:g}"] = logits.float().std(dim=1).mean()
+        d["classifier_norm"] = self.heads.weight.float().norm(dim=1).mean()
+        for name, value in (extra or {}).items():
+            d[f"{name}@{width:g}"] = value
