@@ -53,6 +53,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stdout)
     torch.set_num_threads(args.threads)
+    try:
+        params.validate()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"Run folder: {run_folder(root, params)}", flush=True)
     result = pretrain(params, root, datasets, args.checkpoint_period, args.log_period)
     print(("Cached: " if result.cached else "Done: ") + result.path)

@@ -68,6 +68,14 @@ class PretrainParams:
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(self).items()}
 
+    def validate(self) -> None:
+        """Raise ValueError for parameters that cannot be trained (and say which)."""
+        if self.arch not in CLASSIFIERS:
+            raise ValueError(f"arch {self.arch!r} is not one of {sorted(CLASSIFIERS)}")
+        corpus_params(self.num_ids, self.images_per_id).validate()
+        if min(self.steps, self.batch_size, *self.image_size) < 1 or self.warmup_steps < 0:
+            raise ValueError("steps, batch size and image size must be positive, warm-up >= 0")
+
     def corpus_key(self) -> str:
         """12 hex digits identifying the corpus (generator version, its parameters, seed)."""
         corpus = corpus_params(self.num_ids, self.images_per_id).to_dict()
@@ -149,8 +157,7 @@ def pretrain(p: PretrainParams, output_root: str, datasets_root: str,
     ``on_step(step)`` runs after each step and its checkpoint (progress reports; tests stop a
     run with it). The checkpoint period does not change the result, so it is not in the key.
     """
-    if p.arch not in CLASSIFIERS:
-        raise ValueError(f"arch {p.arch!r} is not one of {sorted(CLASSIFIERS)}")
+    p.validate()
     key, folder = p.key(), run_folder(output_root, p)
     done = _finished(folder, key)
     if done is not None:
