@@ -48,10 +48,10 @@ _PROBE_TIMEOUT_S = 5.0
 _HASH_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth$")
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
-# Torchvision's ImageNet weights per switchable backbone and MODEL.BACKBONE.DEPTH; None: the
-# architecture exists here but torchvision publishes no weights for it. FastReID's bag of tricks
-# starts from the first (IMAGENET1K_V1) weights.
-_TORCHVISION: Dict[str, Dict[str, Optional[tvm.WeightsEnum]]] = {
+# Torchvision's ImageNet weights per switchable backbone and MODEL.BACKBONE.DEPTH; a size
+# missing from its table (ShuffleNet v1, MobileNetV2 0.5x, ...) has none. FastReID's bag of
+# tricks starts from the first (IMAGENET1K_V1) weights.
+_TORCHVISION: Dict[str, Dict[str, tvm.WeightsEnum]] = {
     "build_switchable_resnet_backbone": {
         "18x": tvm.ResNet18_Weights.IMAGENET1K_V1, "34x": tvm.ResNet34_Weights.IMAGENET1K_V1,
         "50x": tvm.ResNet50_Weights.IMAGENET1K_V1, "101x": tvm.ResNet101_Weights.IMAGENET1K_V1},
@@ -86,9 +86,9 @@ def _size(depth) -> str:
 
 
 def torchvision_weights(name: str, depth) -> Optional[tvm.WeightsEnum]:
-    """Torchvision's ImageNet weights of backbone ``name`` at MODEL.BACKBONE.DEPTH, or None.
+    """Torchvision's ImageNet weights of switchable backbone ``name`` at MODEL.BACKBONE.DEPTH.
 
-    Raises PretrainedWeightsError for a switchable backbone torchvision has no weights for.
+    None for a backbone that is not SFSC's; PretrainedWeightsError for a size without weights.
     """
     if name not in _TORCHVISION:
         return None
