@@ -8,6 +8,10 @@ sys.path.insert(0, os.path.join(ROOT, "projects", "SFSC"))
 # FastReID reads the dataset root once, at import: set it before anything imports fastreid.
 os.environ.setdefault("FASTREID_DATASETS",
                       os.path.join(tempfile.gettempdir(), "sfsc-test-datasets"))
+# No test downloads weights or reads the user's: torch hub's cache is an empty folder of the
+# session's own, and the pretrained-weights resolver never tries the network.
+os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="sfsc-test-torch-home-")
+os.environ["SFSC_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

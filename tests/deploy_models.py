@@ -50,6 +50,7 @@ def tiny_cfg(config_file: str = "", **sizes):
     sfsc.add_sfsc_config(cfg)
     cfg.merge_from_file(config_file or os.path.join(ROOT, "configs", "Base-SFSC.yml"))
     cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.BACKBONE.PRETRAIN = False  # random weights (real datasets' configs use ImageNet's)
     cfg.MODEL.HEADS.NUM_CLASSES = 8
     cfg.MODEL.HEADS.EMBEDDING_DIM = sizes.get("dim", 32)
     cfg.INPUT.SIZE_TRAIN = list(sizes.get("size", (32, 16)))

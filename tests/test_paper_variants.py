@@ -29,7 +29,8 @@ def test_variant_trains(opts):
     add_sfsc_config(cfg)
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list(opts + ["MODEL.DEVICE", "cpu", "MODEL.HEADS.NUM_CLASSES", "4",
-                                "MODEL.HEADS.EMBEDDING_DIM", "0"])
+                                "MODEL.HEADS.EMBEDDING_DIM", "0",
+                                "MODEL.BACKBONE.PRETRAIN", "False"])
     check_config(cfg)
     torch.manual_seed(0)
     model = build_model(cfg)

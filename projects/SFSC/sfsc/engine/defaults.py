@@ -15,6 +15,7 @@ from fastreid.utils.logger import setup_logger
 
 from ..config import add_sfsc_config
 from ..config_checks import ConfigError, check_config, merge_config
+from ..modeling.backbones.pretrained import check_pretrained
 
 __all__ = ["setup_cfg", "USER_ERRORS", "exit_on_user_error"]
 
@@ -25,12 +26,17 @@ def setup_cfg(args, setup: bool = True):
     """Build the frozen config from ``--config-file`` and trailing KEY VALUE options.
 
     With ``setup``: create OUTPUT_DIR, log and save config.yaml (FastReID's default_setup),
-    fall back to the CPU when CUDA is absent, seed every RNG and record the seed.
+    fall back to the CPU when CUDA is absent, seed every RNG and record the seed. Training
+    checks (and when online fetches) the pretrained backbone weights here, before anything is
+    built; ``--eval-only`` skips them, since MODEL.WEIGHTS replaces them.
     """
     cfg = get_cfg()
     add_sfsc_config(cfg)
     merge_config(cfg, args.config_file, args.opts or [])
     check_config(cfg)
+    if getattr(args, "eval_only", False):
+        cfg.MODEL.BACKBONE.PRETRAIN = False
+    check_pretrained(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     if cfg.SEED < 0:

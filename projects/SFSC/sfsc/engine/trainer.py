@@ -20,6 +20,7 @@ from fastreid.utils.logger import setup_logger
 from ..data import loaders
 from ..evaluation.compatibility_evaluator import evaluate_compatibility
 from ..evaluation.feature_extraction import extract_features
+from ..modeling.backbones.pretrained import check_pretrained
 from .aggregation import build_aggregation
 from .checkpoint import SFSCCheckpointer
 from .task_step import TaskGradientTrainer
@@ -67,6 +68,7 @@ class SFSCTrainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
             setup_logger()
+        check_pretrained(cfg)  # a missing weights file fails before the dataset is built
         data_loader = self.build_train_loader(cfg)
         cfg = self.auto_scale_hyperparams(cfg, data_loader.dataset.num_classes)
         model = self.build_model(cfg)

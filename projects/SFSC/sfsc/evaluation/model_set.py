@@ -51,6 +51,7 @@ def load_trained_model(output_dir: str, checkpoint: str = "model_final.pth"):
     # Training-only: a one-to-one model's frozen reference and the loss that used it.
     cfg.SFSC.OLD_MODEL.WEIGHTS = ""
     cfg.SFSC.COMPAT_LOSS = "none"
+    cfg.MODEL.BACKBONE.PRETRAIN = False  # the checkpoint replaces every weight
     cfg.freeze()
     model = build_model(cfg)
     SFSCCheckpointer(model).load(weights)

@@ -12,8 +12,6 @@ keeps a sub-model's parameters ≈ γ² of the full model (the 320→1280 conv i
 """
 from __future__ import annotations
 
-import logging
-import os
 from typing import Dict, List, Sequence
 
 import torch
@@ -24,9 +22,7 @@ from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 from ...config import model_widths
 from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d
 from .channels import make_divisible, multiplier, plan_widths, scaled
-from .pretrained import load_torchvision_state
-
-logger = logging.getLogger(__name__)
+from .pretrained import load_pretrained
 
 __all__ = ["SwitchableMobileNetV2", "build_switchable_mobilenetv2_backbone"]
 
@@ -132,14 +128,5 @@ def build_switchable_mobilenetv2_backbone(cfg) -> SwitchableMobileNetV2:
     bb = cfg.MODEL.BACKBONE
     base = multiplier("MobileNetV2", bb.DEPTH, _MULTIPLIERS)
     model = SwitchableMobileNetV2(model_widths(cfg), base, bb.LAST_STRIDE, bb.NORM)
-    if bb.PRETRAIN:
-        path = bb.PRETRAIN_PATH
-        if not path or not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"MODEL.BACKBONE.PRETRAIN is True but PRETRAIN_PATH {path!r} is not a file. "
-                "Download torchvision's mobilenet_v2 weights (mobilenet_v2-b0353104.pth) on a "
-                "machine with internet access and set MODEL.BACKBONE.PRETRAIN_PATH to it, or set "
-                "MODEL.BACKBONE.PRETRAIN False.")
-        n = load_torchvision_state(model, torch.load(path, map_location="cpu", weights_only=True))
-        logger.info(f"Loaded {n} pretrained conv weights (+ per-width BN) into MobileNetV2")
+    load_pretrained(model, cfg)
     return model

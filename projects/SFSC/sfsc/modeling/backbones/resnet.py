@@ -7,8 +7,6 @@ channel count per width is ``out_channels``; the head maps it to a common featur
 """
 from __future__ import annotations
 
-import logging
-import os
 from typing import List, Sequence
 
 import torch
@@ -17,9 +15,8 @@ from torch import nn
 from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 
 from ...config import model_widths
-from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d, scale_channels, width_key
-
-logger = logging.getLogger(__name__)
+from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d, scale_channels
+from .pretrained import load_pretrained
 
 __all__ = ["SwitchableResNet", "build_switchable_resnet_backbone"]
 
@@ -131,31 +128,6 @@ class SwitchableResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def load_torchvision_weights(self, state_dict: dict) -> None:
-        """Initialise from a torchvision ResNet state dict of the same depth.
-
-        Conv weights are copied as they are (every width slices them); each width's BN takes
-        the leading channels of the pretrained BN. Raises if a conv weight is missing or
-        has another shape.
-        """
-        own = self.state_dict()
-        loaded = 0
-        for name, module in self.named_modules():
-            if isinstance(module, SwitchableConv2d):
-                key = f"{name}.weight"
-                if key not in state_dict or state_dict[key].shape != own[key].shape:
-                    raise ValueError(f"pretrained weights lack {key} with shape "
-                                     f"{tuple(own[key].shape)}: not a torchvision ResNet of "
-                                     "this depth")
-                module.weight.data.copy_(state_dict[key])
-                loaded += 1
-            elif isinstance(module, SwitchableBatchNorm2d):
-                for w, c in zip(module.widths, module.num_features_list):
-                    bn = module.bn[width_key(w)]
-                    for p in ("weight", "bias", "running_mean", "running_var"):
-                        getattr(bn, p).data.copy_(state_dict[f"{name}.{p}"][:c])
-        logger.info(f"Loaded {loaded} pretrained conv weights (+ per-width BN) into the backbone")
-
 
 @BACKBONE_REGISTRY.register()
 def build_switchable_resnet_backbone(cfg) -> SwitchableResNet:
@@ -165,13 +137,5 @@ def build_switchable_resnet_backbone(cfg) -> SwitchableResNet:
         if bb.get(flag, False):
             raise ValueError(f"MODEL.BACKBONE.{flag} is not supported by the switchable ResNet")
     model = SwitchableResNet(model_widths(cfg), bb.DEPTH, bb.LAST_STRIDE, bb.NORM)
-    if bb.PRETRAIN:
-        path = bb.PRETRAIN_PATH
-        if not path or not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"MODEL.BACKBONE.PRETRAIN is True but PRETRAIN_PATH {path!r} is not a file. "
-                "Download torchvision's resnet weights (e.g. resnet18-f37072fd.pth) on a machine "
-                "with internet access and set MODEL.BACKBONE.PRETRAIN_PATH to it, or set "
-                "MODEL.BACKBONE.PRETRAIN False.")
-        model.load_torchvision_weights(torch.load(path, map_location="cpu", weights_only=True))
+    load_pretrained(model, cfg)
     return model

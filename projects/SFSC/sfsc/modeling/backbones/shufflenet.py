@@ -23,6 +23,7 @@ from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 from ...config import model_widths
 from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d
 from .channels import multiplier, plan_widths, require, scaled
+from .pretrained import load_pretrained
 
 __all__ = ["SwitchableShuffleNet", "build_switchable_shufflenet_backbone", "channel_shuffle"]
 
@@ -129,13 +130,13 @@ class SwitchableShuffleNet(nn.Module):
 
 @BACKBONE_REGISTRY.register()
 def build_switchable_shufflenet_backbone(cfg) -> SwitchableShuffleNet:
-    """FastReID build function: MODEL.BACKBONE.{DEPTH ("2.0x"), LAST_STRIDE, NORM}; g = 3.
+    """FastReID build function: MODEL.BACKBONE.{DEPTH ("2.0x"), LAST_STRIDE, NORM, PRETRAIN*}, g 3.
 
-    No ImageNet weights are loaded: MODEL.BACKBONE.PRETRAIN must be False.
+    Torchvision has no ShuffleNet v1 weights: PRETRAIN needs PRETRAIN_PATH, a dense 1.0x state
+    dict with this network's parameter names.
     """
     bb = cfg.MODEL.BACKBONE
-    if bb.PRETRAIN:
-        raise ValueError("the switchable ShuffleNet (v1) has no pretrained-weight loader; "
-                         "set MODEL.BACKBONE.PRETRAIN False")
     base = multiplier("ShuffleNet", bb.DEPTH, _MULTIPLIERS)
-    return SwitchableShuffleNet(model_widths(cfg), 3, base, bb.LAST_STRIDE, bb.NORM)
+    model = SwitchableShuffleNet(model_widths(cfg), 3, base, bb.LAST_STRIDE, bb.NORM)
+    load_pretrained(model, cfg)
+    return model

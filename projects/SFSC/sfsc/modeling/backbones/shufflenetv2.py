@@ -9,8 +9,6 @@ sub-model's parameters ≈ γ² of the full model.
 """
 from __future__ import annotations
 
-import logging
-import os
 from typing import Dict, List, Sequence
 
 import torch
@@ -21,10 +19,8 @@ from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 from ...config import model_widths
 from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d
 from .channels import multiplier, plan_widths, scaled
-from .pretrained import load_torchvision_state
+from .pretrained import load_pretrained
 from .shufflenet import channel_shuffle
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["SwitchableShuffleNetV2", "build_switchable_shufflenetv2_backbone"]
 
@@ -127,14 +123,5 @@ def build_switchable_shufflenetv2_backbone(cfg) -> SwitchableShuffleNetV2:
     bb = cfg.MODEL.BACKBONE
     base = multiplier("ShuffleNetV2", bb.DEPTH, sorted(_CHANNELS))
     model = SwitchableShuffleNetV2(model_widths(cfg), base, bb.LAST_STRIDE, bb.NORM)
-    if bb.PRETRAIN:
-        path = bb.PRETRAIN_PATH
-        if not path or not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"MODEL.BACKBONE.PRETRAIN is True but PRETRAIN_PATH {path!r} is not a file. "
-                "Download torchvision's shufflenet_v2 weights of this size (e.g. "
-                "shufflenetv2_x1-5666bf0f80.pth) on a machine with internet access and set "
-                "MODEL.BACKBONE.PRETRAIN_PATH to it, or set MODEL.BACKBONE.PRETRAIN False.")
-        n = load_torchvision_state(model, torch.load(path, map_location="cpu", weights_only=True))
-        logger.info(f"Loaded {n} pretrained conv weights (+ per-width BN) into ShuffleNetV2")
+    load_pretrained(model, cfg)
     return model
