@@ -35,9 +35,14 @@ def test_sfsc_sub_model_is_compatible_with_the_full_model(sfsc_run, separate):
     print(f"mAP: SFSC q0.25/g1.0 {m['cross']:.1f}, SFSC 0.25 alone {m['sub_own']:.1f}, "
           f"SFSC 1.0 {m['full']:.1f}; separate q0.25/g1.0 {m['independent']:.1f}, "
           f"separate 0.25 alone {m['own']:.1f}, chance {m['chance']:.1f}")
-    # Measured on seeds 0 / 1 / 2 (kl_mean loss, this machine's kind): see the README's
-    # learning-check table; every bound below keeps a margin of several seed spreads.
-    assert m["own"] > m["chance"] + 15  # the separately trained model did learn ...
-    assert m["independent"] < m["chance"] + 8  # ... but in a space of its own
-    assert m["cross"] > m["independent"] + 12  # one SFSC training makes the widths compatible
-    assert m["cross"] > 0.7 * m["own"]  # at close to the small model's own accuracy
+    # Measured here (AMD EPYC, one thread; kl_batch loss), seeds 0 / 1 / 2: cross 34.3 / 34.8 /
+    # 36.4, independent 4.8 / 14.6 / 7.4, own 31.2, chance 6.9. Each bound keeps a margin of at
+    # least 4 points over the worst seed.
+    bounds = {"own": m["chance"] + 15, "independent": m["chance"] + 12,
+              "cross": max(m["independent"] + 12, 0.7 * m["own"])}
+    print(f"bounds: own > {bounds['own']:.1f}, independent < {bounds['independent']:.1f}, "
+          f"cross > {bounds['cross']:.1f}")
+    assert m["own"] > bounds["own"]  # the separately trained model did learn ...
+    assert m["independent"] < bounds["independent"]  # ... but in a space of its own
+    # One SFSC training makes the widths compatible, at close to the small model's own accuracy.
+    assert m["cross"] > bounds["cross"]
