@@ -206,4 +206,9 @@ def check_config(cfg) -> None:
     if cfg.SOLVER.AMP.DTYPE not in ("float16", "bfloat16"):
         raise ConfigError(f"SOLVER.AMP.DTYPE {cfg.SOLVER.AMP.DTYPE!r} is not 'float16' or "
                           "'bfloat16'.")
+    if s.DENSE_INIT.WEIGHTS and cfg.MODEL.WEIGHTS:
+        raise ConfigError(f"MODEL.WEIGHTS ({cfg.MODEL.WEIGHTS}) and SFSC.DENSE_INIT.WEIGHTS "
+                          f"({s.DENSE_INIT.WEIGHTS}) both set the starting weights: keep "
+                          "MODEL.WEIGHTS for a switchable checkpoint, DENSE_INIT for a dense "
+                          "FastReID one.")
     check_fastreid_keys(cfg)

@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from ...config_checks import ConfigError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["old_model_config", "load_old_model"]
@@ -26,12 +28,31 @@ def old_model_config(cfg):
         old.defrost()
         old.SFSC.WIDTHS = []
         old.SFSC.TRAIN_WIDTH = 1.0
+    old.MODEL.BACKBONE.PRETRAIN = False  # the checkpoint replaces ImageNet weights (no download)
     old.SFSC.COMPAT_LOSS = "none"
     old.SFSC.OLD_MODEL.WEIGHTS = ""
     old.MODEL.HEADS.NUM_CLASSES = cfg.MODEL.HEADS.NUM_CLASSES
     old.MODEL.DEVICE = cfg.MODEL.DEVICE
     old.freeze()
     return old
+
+
+def _check_old_model(cfg, old_cfg, model) -> None:
+    # The old model runs on the new model's normalised images and its classifier / features
+    # are compared with the new features: both must agree, or the loss is meaningless.
+    for key in ("PIXEL_MEAN", "PIXEL_STD"):
+        new, old = [float(v) for v in cfg.MODEL[key]], [float(v) for v in old_cfg.MODEL[key]]
+        if new != old:
+            raise ConfigError(f"MODEL.{key} is {new} here but {old} in the old model's config "
+                              f"{cfg.SFSC.OLD_MODEL.CONFIG}: both models must see the same "
+                              "normalised images.")
+    dim = cfg.MODEL.HEADS.EMBEDDING_DIM or cfg.MODEL.BACKBONE.FEAT_DIM
+    old_dim = model.heads.weight.shape[1]
+    if old_dim != dim:
+        raise ConfigError(f"The old model ({cfg.SFSC.OLD_MODEL.WEIGHTS}) has {old_dim}-d "
+                          f"features, this model {dim}-d (MODEL.HEADS.EMBEDDING_DIM, else "
+                          f"MODEL.BACKBONE.FEAT_DIM): compatible features need one dimension. "
+                          f"Set MODEL.HEADS.EMBEDDING_DIM {old_dim}.")
 
 
 def load_old_model(cfg) -> torch.nn.Module:
@@ -49,6 +70,7 @@ def load_old_model(cfg) -> torch.nn.Module:
     old_cfg = old_model_config(cfg)
     model = build_model(old_cfg)
     SFSCCheckpointer(model, allow_pickle=cfg.SFSC.CHECKPOINT.ALLOW_PICKLE).load(path)
+    _check_old_model(cfg, old_cfg, model)
     model.eval()
     model.requires_grad_(False)
     logger.info(f"Loaded the frozen old model from {cfg.SFSC.OLD_MODEL.WEIGHTS}")
