@@ -15,12 +15,15 @@ from fastreid.config import get_cfg
 from fastreid.engine import DefaultTrainer
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.checkpoint import Checkpointer
+from sfsc.config_checks import ConfigError
 from sfsc.engine import SFSCTrainer
+from sfsc.engine.checkpoint import CheckpointError
 from sfsc.modeling.fastreid_checkpoint import (
     DenseCheckpointError,
     init_from_dense,
     read_dense_state,
 )
+from sfsc.modeling.meta_arch.old_model import load_old_model
 from sfsc.modeling.switchable import width_context
 
 # A bag-of-tricks Baseline (BNNeck, no embedding conv, CE + triplet), ResNet-18, 32x16 inputs.
@@ -167,3 +170,24 @@ def test_dense_model_is_the_frozen_old_model_of_switchable_bct(dense, tmp_path, 
     metrics = open(os.path.join(out, "metrics.json")).read()  # BCT against the dense model
     assert "loss_bct@0.25" in metrics and "loss_bct@0.75" in metrics
     assert os.path.isfile(os.path.join(out, "compatibility.json"))
+
+
+def _one_to_one_cfg(dense_dir: str, *opts: str):
+    weights = os.path.join(dense_dir, "model_final.pth")
+    return _switchable_cfg(dense_dir, "SFSC.COMPAT_LOSS", "bct", "SFSC.OLD_MODEL.WEIGHTS",
+                           weights, *opts)
+
+
+def test_dense_old_model_errors_name_the_key(dense):
+    config = os.path.join(dense[0], "config.yaml")
+    with pytest.raises(CheckpointError, match="set SFSC.OLD_MODEL.CONFIG to the config.yaml"):
+        load_old_model(_one_to_one_cfg(dense[0]))
+    with pytest.raises(ConfigError, match=r"512-d features, this model 256-d .*"
+                                          r"Set MODEL.HEADS.EMBEDDING_DIM 512"):
+        load_old_model(_one_to_one_cfg(dense[0], "SFSC.OLD_MODEL.CONFIG", config,
+                                       "MODEL.HEADS.EMBEDDING_DIM", "256"))
+    with pytest.raises(ConfigError, match=r"MODEL.PIXEL_STD is \[1.0, 1.0, 1.0\] here"):
+        load_old_model(_one_to_one_cfg(dense[0], "SFSC.OLD_MODEL.CONFIG", config,
+                                       "MODEL.PIXEL_STD", "[1.0,1.0,1.0]"))
+    old = load_old_model(_one_to_one_cfg(dense[0], "SFSC.OLD_MODEL.CONFIG", config))
+    assert type(old).__name__ == "Baseline"

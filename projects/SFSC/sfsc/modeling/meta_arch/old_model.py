@@ -59,7 +59,7 @@ def load_old_model(cfg) -> torch.nn.Module:
     """Build the old model, load SFSC.OLD_MODEL.WEIGHTS strictly, freeze it (eval mode)."""
     from fastreid.modeling.meta_arch import build_model
 
-    from ...engine.checkpoint import SFSCCheckpointer
+    from ...engine.checkpoint import CheckpointError, SFSCCheckpointer
 
     path = cfg.SFSC.OLD_MODEL.WEIGHTS
     if not os.path.isfile(path):
@@ -69,7 +69,16 @@ def load_old_model(cfg) -> torch.nn.Module:
             "(SFSC.TRAIN_WIDTH 1.0) and point SFSC.OLD_MODEL.WEIGHTS at its model_final.pth.")
     old_cfg = old_model_config(cfg)
     model = build_model(old_cfg)
-    SFSCCheckpointer(model, allow_pickle=cfg.SFSC.CHECKPOINT.ALLOW_PICKLE).load(path)
+    try:
+        SFSCCheckpointer(model, allow_pickle=cfg.SFSC.CHECKPOINT.ALLOW_PICKLE).load(path)
+    except CheckpointError as e:
+        if cfg.SFSC.OLD_MODEL.CONFIG:
+            raise
+        raise CheckpointError(f"{e}\nSFSC.OLD_MODEL.CONFIG is empty, so the old model was built "
+                              "as this config's full-width switchable model. For a model of "
+                              "another architecture (e.g. a dense FastReID Baseline), set "
+                              "SFSC.OLD_MODEL.CONFIG to the config.yaml it was trained with."
+                              ) from None
     _check_old_model(cfg, old_cfg, model)
     model.eval()
     model.requires_grad_(False)
