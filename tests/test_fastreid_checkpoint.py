@@ -16,8 +16,10 @@ from fastreid.engine import DefaultTrainer
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.checkpoint import Checkpointer
 from sfsc.config_checks import ConfigError
+from sfsc.data.loaders import build_test_loader
 from sfsc.engine import SFSCTrainer
 from sfsc.engine.checkpoint import CheckpointError
+from sfsc.evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model
 from sfsc.modeling.fastreid_checkpoint import (
     DenseCheckpointError,
     init_from_dense,
@@ -43,7 +45,8 @@ SWITCHABLE = ["MODEL.META_ARCHITECTURE", "SwitchableBaseline",
 
 @pytest.fixture(scope="module")
 def dense(tmp_path_factory):
-    """(output folder, dataset root) of one epoch (one step) of FastReID's DefaultTrainer."""
+    """(output folder, dataset root, FastReID's own test results) of one epoch (one step) of
+    FastReID's DefaultTrainer."""
     root = str(tmp_path_factory.mktemp("datasets"))
     build_market1501(root)
     out = str(tmp_path_factory.mktemp("dense"))
@@ -54,9 +57,9 @@ def dense(tmp_path_factory):
         mp.setattr("fastreid.data.build._root", root)
         trainer = DefaultTrainer(cfg)
         trainer.resume_or_load(resume=False)
-        trainer.train()
+        results = trainer.train()
     assert os.path.isfile(os.path.join(out, "model_final.pth"))
-    return out, root
+    return out, root, results
 
 
 def _switchable_cfg(dense_dir: str, *opts: str):
@@ -142,7 +145,7 @@ def test_checkpoints_that_do_not_fit_are_named_errors(dense, tmp_path):
 
 
 def test_dense_model_is_the_frozen_old_model_of_switchable_bct(dense, tmp_path, monkeypatch):
-    dense_dir, root = dense
+    dense_dir, root, fastreid_results = dense
     weights = os.path.join(dense_dir, "model_final.pth")
     monkeypatch.setattr("fastreid.data.build._root", root)
     captured = {}
@@ -170,6 +173,15 @@ def test_dense_model_is_the_frozen_old_model_of_switchable_bct(dense, tmp_path, 
     metrics = open(os.path.join(out, "metrics.json")).read()  # BCT against the dense model
     assert "loss_bct@0.25" in metrics and "loss_bct@0.75" in metrics
     assert os.path.isfile(os.path.join(out, "compatibility.json"))
+
+    # The deployed model's gallery searched with the new sub-models' queries: M(new@w, old).
+    cfg, _ = load_trained_model(out)
+    loader, num_query = build_test_loader(cfg, "Market1501")
+    entries = [ModelEntry("old", dense_dir, 1.0), ModelEntry(0.25, out, 0.25),
+               ModelEntry(1.0, out, 1.0)]
+    result = evaluate_model_set(entries, loader, num_query)
+    assert result.cell("old", "old")["mAP"] == pytest.approx(fastreid_results["mAP"], abs=1e-3)
+    assert 0 <= result.cell(0.25, "old")["mAP"] <= 100
 
 
 def _one_to_one_cfg(dense_dir: str, *opts: str):
