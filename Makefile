@@ -19,6 +19,8 @@ $(STAMP): setup.py Makefile
 
 demo: install
 	$(PY) tools/train_net.py --config-file configs/Synthetic/sfsc_R18.yml OUTPUT_DIR logs/demo
+	$(PY) tools/visualize_ranks.py --model-dir logs/demo --query-width 0.25 --compare-width 1.0 \
+		--gallery-width 1.0 --order random --seed 0 --output logs/demo/ranks_q0.25_q1.0_g1.0.png
 
 test: install
 	$(PY) -m pytest -q tests

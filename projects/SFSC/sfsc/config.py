@@ -52,6 +52,12 @@ def add_sfsc_config(cfg: CN) -> None:
     _C.SFSC.OLD_MODEL.WEIGHTS = ""
     _C.SFSC.OLD_MODEL.CONFIG = ""  # its config.yaml; empty: this config at TRAIN_WIDTH 1.0
 
+    # Start every width from a dense FastReID checkpoint (Baseline + build_resnet_backbone, its
+    # model_final.pth) when training starts (not on --resume); see modeling/fastreid_checkpoint.py.
+    _C.SFSC.DENSE_INIT = CN()
+    _C.SFSC.DENSE_INIT.WEIGHTS = ""
+    _C.SFSC.DENSE_INIT.CLASSIFIER = True  # copy its classifier too when the identity count matches
+
     _C.SFSC.CHECKPOINT = CN()
     _C.SFSC.CHECKPOINT.STRICT = True  # refuse checkpoints that do not match the model key for key
     _C.SFSC.CHECKPOINT.ALLOW_PICKLE = False  # only for trusted legacy files

@@ -15,7 +15,9 @@ from typing import Iterable, List, Sequence
 
 import yaml
 
-__all__ = ["ConfigError", "merge_config", "check_config", "all_keys"]
+from fastreid.layers import any_softmax, pooling
+
+__all__ = ["ConfigError", "merge_config", "check_config", "check_fastreid_keys", "all_keys"]
 
 
 class ConfigError(ValueError):
@@ -82,8 +84,101 @@ def _check_widths(widths: Iterable[float], key: str, allow_full: bool) -> List[f
     return values
 
 
+# FastReID keys whose features the switchable components do not have. FastReID's own ResNet
+# reads these flags; the switchable backbones would build a plain network and drop them.
+_BACKBONE_FLAGS = {
+    "WITH_IBN": "IBN-a blocks (InstanceNorm on half of the first BN's channels) are not built: "
+                "every width has one plain BatchNorm per layer, and an IN / BN split of sliced "
+                "channels would change meaning from width to width",
+    "WITH_SE": "squeeze-and-excitation blocks are not part of the switchable backbones (their "
+               "two linear layers would need slicing per width)",
+    "WITH_NL": "non-local blocks are not part of the switchable backbones",
+}
+# Losses FastReID's Baseline.losses computes; any other name in MODEL.LOSSES.NAME is skipped
+# by it without a word.
+FASTREID_LOSSES = ("CrossEntropyLoss", "TripletLoss", "CircleLoss", "Cosface")
+# Test-time options of FastReID's ReidEvaluator that the many-to-many evaluator does not apply.
+_TEST_OPTIONS = {
+    "TEST.RERANK.ENABLED": "k-reciprocal re-ranking",
+    "TEST.AQE.ENABLED": "average query expansion",
+    "TEST.ROC.ENABLED": "the ROC curve",
+    "TEST.PRECISE_BN.ENABLED": "precise BN (it would update one width's BatchNorms only)",
+}
+SWITCHABLE_META_ARCH = "SwitchableBaseline"
+SWITCHABLE_HEAD = "SwitchableEmbeddingHead"
+
+
+def _is_switchable_backbone(name: str) -> bool:
+    return name.startswith("build_switchable_")
+
+
+def check_fastreid_keys(cfg) -> None:
+    """Refuse FastReID keys a switchable model would silently ignore; raise ConfigError.
+
+    Runs when any of META_ARCHITECTURE, BACKBONE.NAME, HEADS.NAME names an SFSC component.
+    """
+    m = cfg.MODEL
+    names = {"MODEL.META_ARCHITECTURE": (m.META_ARCHITECTURE,
+                                         m.META_ARCHITECTURE == SWITCHABLE_META_ARCH),
+             "MODEL.BACKBONE.NAME": (m.BACKBONE.NAME, _is_switchable_backbone(m.BACKBONE.NAME)),
+             "MODEL.HEADS.NAME": (m.HEADS.NAME, m.HEADS.NAME == SWITCHABLE_HEAD)}
+    if not any(ok for _, ok in names.values()):
+        return
+    for key, (value, ok) in names.items():
+        if not ok:
+            raise ConfigError(
+                f"{key} is {value!r} while the others name SFSC's switchable components. A "
+                f"switchable model needs all three: MODEL.META_ARCHITECTURE "
+                f"{SWITCHABLE_META_ARCH}, MODEL.BACKBONE.NAME build_switchable_<arch>_backbone "
+                f"(resnet, mobilenetv2, shufflenet, shufflenetv2) and MODEL.HEADS.NAME "
+                f"{SWITCHABLE_HEAD}; FastReID's own parts have one width only.")
+    for flag, why in _BACKBONE_FLAGS.items():
+        if m.BACKBONE.get(flag, False):
+            raise ConfigError(f"MODEL.BACKBONE.{flag} is True, but {m.BACKBONE.NAME} does not "
+                              f"support it: {why}. Set MODEL.BACKBONE.{flag} False (a dense "
+                              "FastReID model with it can still be the frozen old model of "
+                              "one-to-one BCT / Asymmetric, SFSC.OLD_MODEL.WEIGHTS).")
+    for key, norm in (("MODEL.BACKBONE.NORM", m.BACKBONE.NORM), ("MODEL.HEADS.NORM",
+                                                                m.HEADS.NORM)):
+        if norm not in ("BN", "syncBN"):
+            raise ConfigError(f"{key} is {norm!r}: switchable layers keep one BatchNorm per "
+                              "width, so only 'BN' and 'syncBN' are supported (FastReID's "
+                              "GhostBN, FrozenBN and GN are not).")
+    pool = m.HEADS.POOL_LAYER
+    if pool in ("Identity", "Flatten") or not hasattr(pooling, pool):
+        usable = [p for p in pooling.__all__ if p not in ("Identity", "Flatten")]
+        raise ConfigError(f"MODEL.HEADS.POOL_LAYER {pool!r} cannot be used: the head needs one "
+                          f"pooled vector per image of the width's channel count ('Identity' "
+                          f"keeps the feature map, 'Flatten' folds it into the channels). Use "
+                          f"one of {usable}.")
+    if not hasattr(any_softmax, m.HEADS.CLS_LAYER):
+        raise ConfigError(f"MODEL.HEADS.CLS_LAYER {m.HEADS.CLS_LAYER!r} is not one of "
+                          f"{any_softmax.__all__}.")
+    if m.HEADS.NECK_FEAT not in ("before", "after"):
+        raise ConfigError(f"MODEL.HEADS.NECK_FEAT {m.HEADS.NECK_FEAT!r} is not 'before' or "
+                          "'after'.")
+    losses = tuple(m.LOSSES.NAME)
+    unknown = [n for n in losses if n not in FASTREID_LOSSES]
+    if unknown or not losses:
+        what = f"names {unknown}, which FastReID's Baseline skips without computing" \
+            if unknown else "is empty: the full model would have no original loss"
+        raise ConfigError(f"MODEL.LOSSES.NAME {losses} {what}. Use names from "
+                          f"{FASTREID_LOSSES}.")
+    if cfg.TEST.METRIC not in ("cosine", "euclidean"):
+        raise ConfigError(f"TEST.METRIC {cfg.TEST.METRIC!r}: the many-to-many evaluator ranks "
+                          "by 'cosine' or 'euclidean'.")
+    for key, what in _TEST_OPTIONS.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node:
+            raise ConfigError(f"{key} is True, but SFSC's many-to-many evaluator does not apply "
+                              f"{what}; set it False.")
+
+
 def check_config(cfg) -> None:
-    """Check SFSC's keys (widths, losses, aggregation, one-to-one set-up); raise ConfigError."""
+    """Check SFSC's keys (widths, losses, aggregation, one-to-one set-up) and the FastReID keys
+    a switchable model cannot honour; raise ConfigError."""
     from .engine.aggregation import AGGREGATIONS
     from .modeling.losses import build_compat_loss
 
@@ -110,3 +205,9 @@ def check_config(cfg) -> None:
     if cfg.SOLVER.AMP.DTYPE not in ("float16", "bfloat16"):
         raise ConfigError(f"SOLVER.AMP.DTYPE {cfg.SOLVER.AMP.DTYPE!r} is not 'float16' or "
                           "'bfloat16'.")
+    if s.DENSE_INIT.WEIGHTS and cfg.MODEL.WEIGHTS:
+        raise ConfigError(f"MODEL.WEIGHTS ({cfg.MODEL.WEIGHTS}) and SFSC.DENSE_INIT.WEIGHTS "
+                          f"({s.DENSE_INIT.WEIGHTS}) both set the starting weights: keep "
+                          "MODEL.WEIGHTS for a switchable checkpoint, DENSE_INIT for a dense "
+                          "FastReID one.")
+    check_fastreid_keys(cfg)

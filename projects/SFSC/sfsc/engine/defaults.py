@@ -66,8 +66,10 @@ def _user_errors() -> tuple:
     from ..data.errors import DatasetError
     from ..engine.checkpoint import CheckpointError
     from ..engine.task_step import NonFiniteTrainingError
+    from ..modeling.fastreid_checkpoint import DenseCheckpointError
 
-    return (ConfigError, CheckpointError, NonFiniteTrainingError, DatasetError, FileNotFoundError)
+    return (ConfigError, CheckpointError, NonFiniteTrainingError, DatasetError, FileNotFoundError,
+            DenseCheckpointError)
 
 
 USER_ERRORS = _user_errors()

@@ -21,6 +21,7 @@ from ..data import loaders
 from ..evaluation.compatibility_evaluator import evaluate_compatibility
 from ..evaluation.feature_extraction import extract_features
 from ..modeling.backbones.pretrained import check_pretrained
+from ..modeling.fastreid_checkpoint import init_from_dense, read_dense_state
 from .aggregation import build_aggregation
 from .checkpoint import SFSCCheckpointer
 from .task_step import TaskGradientTrainer
@@ -105,6 +106,11 @@ class SFSCTrainer(DefaultTrainer):
         """FastReID's resume, plus the data stream's position and the best metric so far."""
         super().resume_or_load(resume)
         if not (resume and self.checkpointer.has_checkpoint()):
+            dense = self.cfg.SFSC.DENSE_INIT
+            if dense.WEIGHTS:  # every process reads the same file: no broadcast needed
+                init_from_dense(self.checkpointer.model, read_dense_state(
+                    dense.WEIGHTS, self.cfg.SFSC.CHECKPOINT.ALLOW_PICKLE), dense.WEIGHTS,
+                    classifier=dense.CLASSIFIER)
             return
         best = os.path.join(self.cfg.OUTPUT_DIR, "model_best.pth")
         if os.path.isfile(best):

@@ -6,6 +6,7 @@ and the main process gathers them.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Dict, Iterable, Sequence, Tuple
@@ -14,7 +15,7 @@ import torch
 
 from fastreid.utils import comm
 
-from ..modeling.switchable import width_context
+from ..modeling.switchable import SwitchableModule, width_context
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,12 @@ def extract_features(model: torch.nn.Module, data_loader: Iterable, widths: Sequ
 
     Returns ``({width: feats (N, D) fp32 CPU}, pids (N,), camids (N,))``; on a non-main process
     of a multi-process run the dicts are empty. ``flip`` averages with the mirrored image,
-    as FastReID's TEST.FLIP does.
+    as FastReID's TEST.FLIP does. A dense model (e.g. FastReID's own Baseline, an old model
+    of one-to-one training) runs at width 1.0.
     """
+    dense = not any(isinstance(m, SwitchableModule) for m in model.modules())
+    if dense and [float(w) for w in widths] != [1.0]:
+        raise ValueError(f"a dense (non-switchable) model runs at width 1.0 only, not {widths}")
     was_training = model.training
     model.eval()
     feats: Dict[float, list] = {w: [] for w in widths}
@@ -40,8 +45,9 @@ def extract_features(model: torch.nn.Module, data_loader: Iterable, widths: Sequ
     try:
         for i, batch in enumerate(data_loader):
             for w in widths:
-                with width_context(model, w):
-                    out = model(batch)
+                # FastReID's own Baseline normalises the batch's images in place: give it a copy.
+                with contextlib.nullcontext() if dense else width_context(model, w):
+                    out = model(dict(batch, images=batch["images"].clone()) if dense else batch)
                     if flip:
                         flipped = dict(batch, images=batch["images"].flip(dims=[3]))
                         out = (out + model(flipped)) / 2
