@@ -1,10 +1,8 @@
-"""Test set-up: a private dataset folder, few threads, the package importable from a checkout."""
+"""Test set-up: a private dataset folder and few threads (``sfsc`` is imported as installed)."""
 import os
-import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "projects", "SFSC"))
 # FastReID reads the dataset root once, at import: set it before anything imports fastreid.
 os.environ.setdefault("FASTREID_DATASETS",
                       os.path.join(tempfile.gettempdir(), "sfsc-test-datasets"))

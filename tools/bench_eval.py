@@ -117,7 +117,6 @@ def _rss_mb() -> float:
 def child_ours(folder: str, chunk_size: int, backend: str, subsets) -> dict:
     import logging
 
-    sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))
     from sfsc.evaluation import evaluate_compatibility
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -165,7 +164,6 @@ def child_fastreid(folder: str, ranker: str, queries: int, pairs, cython_dir: st
     import torch
 
     warnings.filterwarnings("ignore", message="Cython rank evaluation")
-    sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))
     importlib.import_module("sfsc")  # shims FastReID for this Python / torch / numpy first
     rank = importlib.import_module("fastreid.evaluation.rank")
     build_dist = importlib.import_module("fastreid.utils.compute_dist").build_dist

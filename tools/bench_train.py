@@ -17,23 +17,21 @@ import ctypes
 import json
 import os
 import statistics
-import sys
 import time
 from itertools import repeat
 
+import torch
+
+import sfsc  # patches FastReID, registers SFSC components
+from fastreid.config import get_cfg
+from fastreid.engine.train_loop import SimpleTrainer
+from fastreid.modeling.meta_arch import build_model
+from fastreid.utils.events import EventStorage
+from sfsc.engine.aggregation import build_aggregation
+from sfsc.engine.task_step import TaskGradientTrainer
+from sfsc.engine.trainer import SFSCTrainer, amp_settings
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))  # runs from a checkout too
-
-import torch  # noqa: E402
-
-import sfsc  # noqa: E402  (patches FastReID, registers SFSC components)
-from fastreid.config import get_cfg  # noqa: E402
-from fastreid.engine.train_loop import SimpleTrainer  # noqa: E402
-from fastreid.modeling.meta_arch import build_model  # noqa: E402
-from fastreid.utils.events import EventStorage  # noqa: E402
-from sfsc.engine.aggregation import build_aggregation  # noqa: E402
-from sfsc.engine.task_step import TaskGradientTrainer  # noqa: E402
-from sfsc.engine.trainer import SFSCTrainer, amp_settings  # noqa: E402
 
 MIB = 2 ** 20
 

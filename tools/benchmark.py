@@ -17,19 +17,16 @@ import shlex
 import sys
 import time
 
+import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
+from fastreid.config import get_cfg
+from sfsc.benchmark.curves import plot, read_metrics
+from sfsc.benchmark.methods import METHODS, matrix_members, runs_for, unified_run_name
+from sfsc.benchmark.report import aggregate, heatmaps, markdown
+from sfsc.benchmark.runner import BenchmarkRunner
+from sfsc.engine import SFSCTrainer
+from sfsc.evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "projects", "SFSC"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-from plot_training import plot, read_metrics  # noqa: E402
-
-import sfsc  # noqa: E402,F401  (patches FastReID, registers SFSC components)
-from fastreid.config import get_cfg  # noqa: E402
-from sfsc.benchmark.methods import METHODS, matrix_members, runs_for, unified_run_name  # noqa: E402
-from sfsc.benchmark.report import aggregate, heatmaps, markdown  # noqa: E402
-from sfsc.benchmark.runner import BenchmarkRunner  # noqa: E402
-from sfsc.engine import SFSCTrainer  # noqa: E402
-from sfsc.evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model  # noqa: E402,E501
 
 CURVES = ("sfsc", "bct_s")
 

@@ -152,7 +152,6 @@ def main(argv=None) -> int:
                         stream=sys.stderr)
     try:
         names, query, gallery = load_folder(args.folder)
-        sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))  # runs from a checkout too
         from sfsc.evaluation import evaluate_compatibility
 
         labels = model_labels(names)
