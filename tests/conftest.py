@@ -2,15 +2,15 @@
 import os
 import tempfile
 
+import pytest
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # FastReID reads the dataset root once, at import: set it before anything imports fastreid.
 os.environ.setdefault("FASTREID_DATASETS",
                       os.path.join(tempfile.gettempdir(), "sfsc-test-datasets"))
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import sfsc  # noqa: E402,F401  (patches FastReID before any test module imports it)
+import sfsc  # noqa: E402,F401  (after the line above; patches FastReID before any test does)
 
 # One thread: on a shared machine, OpenMP threads waiting for each other cost more than they gain
 # (the tests' CPU time triples with two under load).
