@@ -9,7 +9,7 @@ import pytest
 
 from sfsc.benchmark import runner as runner_module
 from sfsc.benchmark.matrices import members_to_evaluate
-from sfsc.benchmark.methods import METHODS, runs_for
+from sfsc.benchmark.methods import METHODS, benchmark_runs, runs_for
 from sfsc.benchmark.records import curves_to_series, default_config, thin_curves, write_record
 from sfsc.benchmark.report import aggregate, markdown
 from sfsc.benchmark.runner import RECORD, BenchmarkRunner
@@ -29,6 +29,13 @@ def test_runs_of_each_method_kind():
     assert "{unified_w1}/model_final.pth" in bct[0].overrides
     (sfsc,) = runs_for(METHODS["sfsc"], WIDTHS)
     assert (sfsc.config, sfsc.overrides) == ("sfsc_R18.yml", ("SFSC.WIDTHS", "[0.25,0.5]"))
+
+
+def test_one_to_one_methods_bring_their_old_model_first():
+    runs = benchmark_runs([METHODS["bct"], METHODS["asymmetric"], METHODS["unified"]], [0.5])
+    assert [r.name for r in runs] == ["unified_w1", "bct_w0.5", "asymmetric_w0.5",
+                                      "unified_w0.5"]
+    assert [r.name for r in benchmark_runs([METHODS["sfsc"]], [0.5])] == ["sfsc"]
 
 
 @pytest.fixture

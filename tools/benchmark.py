@@ -23,7 +23,7 @@ import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
 from fastreid.config import get_cfg
 from sfsc.benchmark.curves import plot
 from sfsc.benchmark.matrices import members_to_evaluate, model_set_matrix
-from sfsc.benchmark.methods import METHODS, runs_for, unified_run_name
+from sfsc.benchmark.methods import METHODS, benchmark_runs
 from sfsc.benchmark.records import curves_to_series
 from sfsc.benchmark.report import aggregate, heatmaps, markdown
 from sfsc.benchmark.runner import BenchmarkRunner
@@ -59,16 +59,9 @@ def main(argv=None) -> int:
     start = time.time()
     widths = sub_widths(config_dir, args.net, args.opts)
     methods = [METHODS[k] for k in args.methods]
-    runs = {}
-    if any(m.kind == "one_to_one" for m in methods):  # their frozen old model trains first
-        full = unified_run_name(1.0)
-        runs[full] = next(r for r in runs_for(METHODS["unified"], widths, args.net)
-                          if r.name == full)
-    for method in methods:
-        runs.update((run.name, run) for run in runs_for(method, widths, args.net))
     out = os.path.join(args.output, args.dataset)
     runner = BenchmarkRunner(ROOT, config_dir, os.path.join(args.runs_root, args.dataset),
-                             list(runs.values()), args.seeds, args.opts,
+                             benchmark_runs(methods, widths, args.net), args.seeds, args.opts,
                              records_dir=os.path.join(out, "runs"))
     need = set()
     for method in methods:
