@@ -1,10 +1,11 @@
-"""Test set-up: a private dataset folder, few threads, the package importable from a checkout."""
+"""Test set-up: a private dataset folder and few threads (``sfsc`` is imported as installed)."""
 import os
-import sys
 import tempfile
 
+import pytest
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "projects", "SFSC"))
 # FastReID reads the dataset root once, at import: set it before anything imports fastreid.
 os.environ.setdefault("FASTREID_DATASETS",
                       os.path.join(tempfile.gettempdir(), "sfsc-test-datasets"))
@@ -13,10 +14,7 @@ os.environ.setdefault("FASTREID_DATASETS",
 os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="sfsc-test-torch-home-")
 os.environ["SFSC_OFFLINE"] = "1"
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import sfsc  # noqa: E402,F401  (patches FastReID before any test module imports it)
+import sfsc  # noqa: E402,F401  (after the line above; patches FastReID before any test does)
 
 # One thread: on a shared machine, OpenMP threads waiting for each other cost more than they gain
 # (the tests' CPU time triples with two under load).

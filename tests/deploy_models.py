@@ -1,8 +1,9 @@
 """Small trained-looking SFSC output folders and in-process runs of the deployment tools."""
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
+import sys
 
 import torch
 from torch import nn
@@ -60,17 +61,15 @@ def tiny_cfg(config_file: str = "", **sizes):
     return cfg
 
 
-def load_tool(name: str):
-    """The module of tools/<name>.py, to call its ``main(argv)`` in this process."""
-    path = os.path.join(ROOT, "tools", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"sfsc_tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_tool(name: str, argv) -> int:
-    """Exit status of ``tools/<name>.py argv`` run in this process (2: user error)."""
-    from sfsc.deploy.cli import run_tool as run
-
-    return run(load_tool(name).main, [str(a) for a in argv])
+    """Exit status of ``python tools/<name>.py argv`` (2: user error), run as that command runs
+    it (its ``__main__``), in this process so that the imports are paid once."""
+    script = os.path.join(ROOT, "tools", f"{name}.py")
+    saved, sys.argv = sys.argv, [script, *(str(a) for a in argv)]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exit_info:
+        return 0 if exit_info.code is None else exit_info.code
+    finally:
+        sys.argv = saved
+    return 0

@@ -1,22 +1,19 @@
-"""tools/bench_eval.py: realistic synthetic features, the FastReID comparison, the JSON line."""
+"""tools/bench_eval.py's parts: realistic synthetic features, the FastReID comparison."""
 import json
-import os
-import sys
 
 import numpy as np
 
+from sfsc.benchmark import eval_speed
+from sfsc.benchmark.eval_speed import METRICS, SCALES, SpeedSettings, compare, plan_fastreid
+from sfsc.benchmark.synthetic_features import generate, load_features
 from sfsc.evaluation import evaluate_compatibility
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import bench_eval  # noqa: E402
 
 
 def test_generated_features_are_reid_like_and_not_trivial(tmp_path):
-    info = bench_eval.generate(str(tmp_path), num_query=400, num_gallery=2000, num_ids=100,
+    info = generate(str(tmp_path), num_query=400, num_gallery=2000, num_ids=100,
                                num_cams=5, num_distractors=300, dim=128,
                                widths=[0.25, 1.0], seed=0, unmatched_fraction=0.05)
-    widths, feats, qp, qc, gp, gc = bench_eval._load(str(tmp_path))
+    widths, feats, qp, qc, gp, gc = load_features(str(tmp_path))
     assert feats[0][0].dtype == np.float32 and feats[0][0].shape == (400, 128)
     assert (gp == 0).sum() >= 300 and len(np.unique(gc)) == 5
     assert info["queries_without_match"] > 0
@@ -29,37 +26,34 @@ def test_generated_features_are_reid_like_and_not_trivial(tmp_path):
 
 
 def test_fastreid_is_not_run_when_its_distance_matrix_does_not_fit(monkeypatch):
-    monkeypatch.setattr(bench_eval, "_available_bytes", lambda: 24 * 2**30)
-    args = bench_eval.parse_args(["--scale", "msmt"])
-    plan = bench_eval._plan(args, "cython", 11659, 82161, 16)
+    monkeypatch.setattr(eval_speed, "_available_bytes", lambda: 24 * 2**30)
+    plan = plan_fastreid(SpeedSettings(**SCALES["msmt"]), "cython", 16)
     assert "distance matrix" in plan["skipped"] and "--fastreid-queries" in plan["skipped"]
-    args = bench_eval.parse_args(["--scale", "msmt", "--fastreid-queries", "200"])
-    plan = bench_eval._plan(args, "cython", 11659, 82161, 16)
+    plan = plan_fastreid(SpeedSettings(**SCALES["msmt"], fastreid_queries=200), "cython", 16)
     assert plan["queries"] == 200 and not plan["full_scale_fits"]  # timed on a subset only
 
 
 def test_differences_are_accepted_only_inside_fastreid_tie_range():
-    ours = {m: [[50.0]] for m in bench_eval.METRICS}
-    cell = {m: 50.0 for m in bench_eval.METRICS}
-    cell["ties"] = {m: [50.0, 50.0] for m in bench_eval.METRICS}
-    assert bench_eval._compare(ours, {"0,0": cell}, 1e-4)["agree"]
+    ours = {m: [[50.0]] for m in METRICS}
+    cell = {m: 50.0 for m in METRICS}
+    cell["ties"] = {m: [50.0, 50.0] for m in METRICS}
+    assert compare(ours, {"0,0": cell}, 1e-4)["agree"]
     cell["mAP"] = 50.001  # FastReID differs beyond the tolerance, and not through ties ...
-    assert not bench_eval._compare(ours, {"0,0": cell}, 1e-4)["agree"]
+    assert not compare(ours, {"0,0": cell}, 1e-4)["agree"]
     cell["ties"]["mAP"] = [49.999, 50.002]  # ... or only by how it ordered tied distances
-    check = bench_eval._compare(ours, {"0,0": cell}, 1e-4)
+    check = compare(ours, {"0,0": cell}, 1e-4)
     assert check["agree"] and check["of_which_within_fastreid_ties"] == 1
 
 
-def test_prints_one_json_line_and_agrees_with_fastreid(monkeypatch, capsys):
+def test_report_agrees_with_fastreid(monkeypatch):
     # The child processes' work runs in this process: same code, without paying the imports
     # of two more interpreters.
-    monkeypatch.setattr(bench_eval, "_run_child", bench_eval.run_child)
-    code = bench_eval.main(["--num-query", "60", "--num-gallery", "400", "--num-ids", "20",
-                            "--num-cams", "3", "--dim", "32", "--widths", "0.5,1.0",
-                            "--fastreid", "python", "--python-queries", "30"])
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert code == 0 and len(lines) == 1
-    report = json.loads(lines[0])
+    monkeypatch.setattr(eval_speed, "_run_child", eval_speed.run_child)
+    report = eval_speed.run_benchmark(
+        SpeedSettings(num_query=60, num_gallery=400, num_ids=20, num_cams=3, num_distractors=0,
+                      dim=32, widths=[0.5, 1.0], rankers=["python"], python_queries=30),
+        log=lambda msg: None)
+    report = json.loads(json.dumps(report))  # what the tool prints as its one line
     assert report["agree"] and report["fastreid_python"]["agree"]
     assert report["fastreid_python"]["extrapolated"] and report["cells"] == 4
     assert report["fastreid_python"]["queries_measured"] == 30

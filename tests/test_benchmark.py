@@ -1,16 +1,21 @@
 """tools/benchmark.py's parts: the runs each method takes, a resumable runner (finished runs
-reused, interrupted or changed ones trained again) and the paper-layout tables."""
+reused, interrupted or changed ones trained again; committed records reused on another
+machine) and the paper-layout tables."""
 import json
 import os
+import shutil
 
 import pytest
 
 from sfsc.benchmark import runner as runner_module
-from sfsc.benchmark.methods import METHODS, runs_for
+from sfsc.benchmark.matrices import members_to_evaluate
+from sfsc.benchmark.methods import METHODS, benchmark_runs, runs_for
+from sfsc.benchmark.records import curves_to_series, default_config, thin_curves, write_record
 from sfsc.benchmark.report import aggregate, markdown
 from sfsc.benchmark.runner import RECORD, BenchmarkRunner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(ROOT, "configs")
 WIDTHS = (0.25, 0.5)
 
 
@@ -26,9 +31,17 @@ def test_runs_of_each_method_kind():
     assert (sfsc.config, sfsc.overrides) == ("sfsc_R18.yml", ("SFSC.WIDTHS", "[0.25,0.5]"))
 
 
+def test_one_to_one_methods_bring_their_old_model_first():
+    runs = benchmark_runs([METHODS["bct"], METHODS["asymmetric"], METHODS["unified"]], [0.5])
+    assert [r.name for r in runs] == ["unified_w1", "bct_w0.5", "asymmetric_w0.5",
+                                      "unified_w0.5"]
+    assert [r.name for r in benchmark_runs([METHODS["sfsc"]], [0.5])] == ["sfsc"]
+
+
 @pytest.fixture
 def fake_training(monkeypatch):
-    """Replaces the train_net subprocess: records the command, leaves a file in OUTPUT_DIR."""
+    """Replaces the train_net subprocess: records the command, leaves a checkpoint, 30
+    iterations of metrics.json and a compatibility.json in OUTPUT_DIR."""
     class Calls(list):
         exit_code = 0
 
@@ -39,16 +52,24 @@ def fake_training(monkeypatch):
         calls.append(out)
         with open(os.path.join(out, "model_final.pth"), "w") as f:
             f.write("weights")
+        with open(os.path.join(out, "metrics.json"), "w") as f:
+            for it in range(30):
+                f.write(json.dumps({"iteration": it, "loss_cls": 5.0 - it / 10, "time": 0.3,
+                                    "grad_norm/ori": 1.0 + it}) + "\n")
+        with open(os.path.join(out, "compatibility.json"), "w") as f:
+            json.dump(_matrix(40, widths=(1.0,)), f)
         return calls.exit_code
 
     monkeypatch.setattr(runner_module.subprocess, "call", call)
     return calls
 
 
-def _runner(tmp_path, *opts):
+def _runner(tmp_path, *opts, records=None, configs=CONFIGS, log=None):
     runs = runs_for(METHODS["unified"], [0.25])[-1:] + runs_for(METHODS["bct"], [0.25])
-    return BenchmarkRunner(ROOT, os.path.join(ROOT, "configs", "Synthetic"), str(tmp_path),
-                           runs, seeds=[0], extra_opts=opts, log=lambda msg: None)
+    return BenchmarkRunner(ROOT, os.path.join(configs, "Synthetic"), str(tmp_path),
+                           runs, seeds=[0], extra_opts=opts,
+                           log=log.append if log is not None else lambda msg: None,
+                           records_dir=None if records is None else str(records))
 
 
 def test_runner_reuses_restarts_and_retrains(tmp_path, fake_training):
@@ -111,3 +132,138 @@ def test_tables_report_mean_and_spread():
     assert "| SFSC | 52.00 ± 2.83 | 52.00 ± 2.83 | 53.00 ± 2.83 | 53.00 ± 2.83 |" in text
     assert "Table 6 layout (ablation)" in text and "| w/o our loss | 30.00 ± 0.00 |" in text
     assert json.loads(json.dumps(results)) == results
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_committed_records_are_reused_on_a_new_machine(tmp_path, fake_training):
+    records = tmp_path / "benchmarks" / "runs"
+    _runner(tmp_path / "first", records=records).run_all()
+    assert len(fake_training) == 2
+    bct = _load(records / "seed0" / "bct_w0.25.json")
+    assert bct["run"] == "bct_w0.25" and bct["seed"] == 0 and bct["wall_time_s"] >= 0
+    assert bct["config"] == "configs/Synthetic/bct_R18.yml"
+    assert set(bct["config_files"]) == {"configs/Synthetic/bct_R18.yml",
+                                        "configs/Synthetic/Base-Synthetic.yml",
+                                        "configs/Base-SFSC.yml"}
+    effective = bct["effective_config"]
+    assert "OUTPUT_DIR" not in effective and effective["SEED"] == 0
+    assert effective["SFSC.OLD_MODEL.WEIGHTS"] == "{unified_w1}/model_final.pth"
+    assert effective["unified_w1:SFSC.TRAIN_WIDTH"] == 1.0  # the old model's config
+    assert bct["compatibility"]["mAP"] == [[40]] and bct["final_metrics"]["mAP"] == 40
+    assert bct["curves"]["iterations"] == list(range(30))
+    assert bct["curves"]["series"]["loss_cls"][-1] == pytest.approx(2.1)
+    assert "time" not in bct["curves"]["series"]  # machine-dependent
+
+    # Another machine: no runs root, the records only, trained at another commit.
+    bct["git_commit"] = "0" * 40
+    write_record(str(records / "seed0" / "bct_w0.25.json"), bct)
+    fake_training.clear()
+    reused = _runner(tmp_path / "second", records=records).run_all()
+    assert fake_training == [] and not (tmp_path / "second").exists()
+    assert [r["fingerprint"] for r in reused] == [
+        _load(records / "seed0" / f"{n}.json")["fingerprint"] for n in ("unified_w1",
+                                                                         "bct_w0.25")]
+
+
+def test_runs_finished_before_records_were_kept_become_records(tmp_path, fake_training):
+    _runner(tmp_path / "runs").run_all()
+    fake_training.clear()
+    _runner(tmp_path / "runs", records=tmp_path / "records").run_all()
+    assert fake_training == []
+    assert _load(tmp_path / "records" / "seed0" / "unified_w1.json")["curves"]
+
+
+def test_a_config_change_forces_a_retrain(tmp_path, fake_training):
+    records = tmp_path / "records"
+    _runner(tmp_path / "first", records=records).run_all()
+    fake_training.clear()
+    log = []
+    _runner(tmp_path / "second", "SOLVER.MAX_EPOCH", "9", records=records, log=log).run_all()
+    assert len(fake_training) == 2
+    assert any("SOLVER.MAX_EPOCH" in line and "training again" in line for line in log)
+    assert _load(records / "seed0" / "bct_w0.25.json")["effective_config"][
+        "SOLVER.MAX_EPOCH"] == 9
+
+    # A changed config file of the old model: the one-to-one run is another experiment too.
+    configs = tmp_path / "configs"
+    shutil.copytree(os.path.join(ROOT, "configs"), configs)
+    with open(configs / "Synthetic" / "unified_R18.yml", "a") as f:
+        f.write("\nSOLVER:\n  BASE_LR: 0.000123\n")
+    fake_training.clear()
+    _runner(tmp_path / "third", "SOLVER.MAX_EPOCH", "9", records=records,
+            configs=str(configs)).run_all()
+    assert [os.path.basename(c) for c in fake_training] == ["unified_w1", "bct_w0.25"]
+
+
+def test_keys_added_since_the_record_match_only_at_their_default(tmp_path, fake_training):
+    records = tmp_path / "records"
+    _runner(tmp_path / "first", records=records).run_all()
+    path = records / "seed0" / "unified_w1.json"
+    record = _load(path)
+    defaults = default_config()
+    at_default = next(k for k, v in record["effective_config"].items()
+                      if k in defaults and v == defaults[k])
+    del record["effective_config"][at_default]  # as written by code that lacked the key
+    write_record(str(path), record)
+    fake_training.clear()
+    _runner(tmp_path / "second", records=records).run_all()
+    assert fake_training == []
+
+    assert record["effective_config"]["SEED"] != defaults["SEED"]
+    del record["effective_config"]["SEED"]
+    write_record(str(path), record)
+    _runner(tmp_path / "third", records=records).run_all()
+    assert [os.path.basename(c) for c in fake_training] == ["unified_w1"]
+
+
+def test_missing_old_model_checkpoint_is_trained_again(tmp_path, fake_training):
+    """Records of both runs committed, the one-to-one run's removed: on a new machine it needs
+    the frozen full model's checkpoint, which only a retrain of that model provides."""
+    records = tmp_path / "records"
+    _runner(tmp_path / "first", records=records).run_all()
+    os.remove(records / "seed0" / "bct_w0.25.json")
+    fake_training.clear()
+    log = []
+    runner = _runner(tmp_path / "second", records=records, log=log)
+    runner.run_all()
+    assert fake_training == [runner.output_dir(0, "unified_w1"), runner.output_dir(0, "bct_w0.25")]
+    assert any("unified_w1" in line and "needs its checkpoint" in line for line in log)
+
+    fake_training.clear()  # a matrix to evaluate needs checkpoints too; here they are
+    runner.run_all(need_checkpoints={(0, "unified_w1"), (0, "bct_w0.25")})
+    assert fake_training == []
+    runner = _runner(tmp_path / "third", records=records)
+    runner.run_all(need_checkpoints={(0, "unified_w1")})
+    assert fake_training == [runner.output_dir(0, "unified_w1")]
+
+
+def test_a_matrix_is_evaluated_only_without_a_cache_of_its_members(tmp_path, fake_training):
+    records = tmp_path / "records"
+    runner = _runner(tmp_path / "runs", records=records)
+    runner.run_all()
+    bct = METHODS["bct"]
+    members = {(0, "bct_w0.25"), (0, "unified_w1")}
+    assert members_to_evaluate(runner, bct, [0.25], [0]) == members
+    stamps = [_load(records / "seed0" / f"{n}.json")["fingerprint"]
+              for n in ("bct_w0.25", "unified_w1")]  # matrix order: sub-widths, then full
+    write_record(str(records / "seed0" / "bct_matrix.json"), {"members": stamps, "matrix": {}})
+    assert members_to_evaluate(runner, bct, [0.25], [0]) == set()
+    changed = _runner(tmp_path / "runs", "SOLVER.MAX_EPOCH", "9", records=records)
+    assert members_to_evaluate(changed, bct, [0.25], [0]) == members
+
+
+def test_curves_are_thinned_evenly_keeping_both_ends():
+    rows = {it: {"loss": float(it)} for it in range(1000)}
+    rows[999]["late"] = 1.0
+    curves = thin_curves(rows, max_points=250)
+    its = curves["iterations"]
+    assert len(its) == 250 and its[0] == 0 and its[-1] == 999
+    gaps = [b - a for a, b in zip(its, its[1:])]
+    assert min(gaps) >= 4 and max(gaps) <= 5  # 999 / 249 = 4.01
+    assert curves["series"]["loss"] == [float(it) for it in its]
+    series = curves_to_series(curves)
+    assert series["late"] == [(999, 1.0)] and series["loss"][1] == (its[1], float(its[1]))

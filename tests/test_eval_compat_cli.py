@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from evaluation_data import reid_split
 
+from sfsc.evaluation.feature_files import evaluate_folder, find_models
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "eval_compat.py")
 
@@ -49,7 +51,19 @@ def _cases(tmp):
     cases = {name: _folder(os.path.join(tmp, name), overrides=overrides.get(name))
              for name in ("ok", "dim", "nan", "array", "file", "pids")}
     os.remove(os.path.join(cases["file"], "10_gallery.npz"))
+    cases["no_valid"] = _no_valid_query_folder(os.path.join(tmp, "no_valid"))
     return cases
+
+
+def _no_valid_query_folder(folder):
+    """Two models named by letters, whose queries' identities are all absent from the gallery."""
+    _folder(folder, names=("b", "a"))
+    for name in ("a", "b"):
+        path = os.path.join(folder, f"{name}_query.npz")
+        with np.load(path) as data:
+            arrays = dict(data)
+        _save(folder, name, "query", arrays["feats"], arrays["pids"] + 100, arrays["camids"])
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -82,25 +96,14 @@ def test_happy_path_prints_tables_and_writes_json(runs):
     assert np.shape(data["mAP"]) == (3, 3) and 0 < np.min(data["mAP"]) <= 100
 
 
-def _import_tool():
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import eval_compat
-    finally:
-        sys.path.pop(0)
-    return eval_compat
-
-
-def test_absent_identity_is_skipped_with_a_warning(tmp_path, capsys, caplog):
-    # In this process (the subprocess runs above already cover exit codes): the evaluation
-    # itself is what is checked here, and a second interpreter would only re-pay the imports.
+def test_absent_identity_is_skipped_with_a_warning(tmp_path, caplog):
+    # In this process (the subprocess runs above already cover the command line): the
+    # evaluation itself is what is checked here.
     folder = _folder(str(tmp_path), absent_identity=True)
     with caplog.at_level(logging.WARNING):
-        assert _import_tool().main([folder]) == 0
-    stdout = capsys.readouterr().out
+        result = evaluate_folder(folder)
     assert "2 of 40 queries have no gallery item with their identity" in caplog.text
-    assert "38 of 40 queries evaluated (2 skipped" in stdout
-    assert os.path.exists(os.path.join(folder, "compatibility.json"))
+    assert (result.num_valid, result.num_skipped, result.num_query) == (38, 2, 40)
 
 
 @pytest.mark.parametrize("case, message", [
@@ -118,14 +121,9 @@ def test_garbage_in_gives_one_clear_error(runs, case, message):
     assert "Traceback" not in stderr and stdout == ""
 
 
-def test_no_valid_query_is_an_error_not_a_crash(tmp_path, capsys):
-    eval_compat = _import_tool()
-    folder = _folder(str(tmp_path), names=("b", "a"))
-    for name in ("a", "b"):
-        path = os.path.join(folder, f"{name}_query.npz")
-        with np.load(path) as data:
-            arrays = dict(data)
-        _save(folder, name, "query", arrays["feats"], arrays["pids"] + 100, arrays["camids"])
-    assert eval_compat.find_models(folder) == ["a", "b"]  # not numbers: by name
-    assert eval_compat.main([folder]) == 2
-    assert "no query has a valid gallery match" in capsys.readouterr().err
+def test_no_valid_query_is_an_error_not_a_crash(runs):
+    tmp, out = runs
+    assert find_models(os.path.join(tmp, "no_valid")) == ["a", "b"]  # not numbers: by name
+    code, stdout, stderr = out["no_valid"]
+    assert code == 2 and stdout == "" and "Traceback" not in stderr
+    assert "no query has a valid gallery match" in stderr

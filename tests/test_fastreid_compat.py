@@ -63,3 +63,16 @@ def test_every_shim_names_the_fastreid_file_it_fixes():
     assert {s.name for s in fastreid_compat.SHIMS} == set(CASES)
     for shim in fastreid_compat.SHIMS:
         assert shim.fixes.startswith("fastreid/")
+
+
+def test_the_trainer_optimizer_steps_on_the_model_parameters(sfsc_cfg):
+    """SFSCTrainer inherits FastReID's build_optimizer; through the shim the optimizer holds the
+    model's own parameters, not flat contiguous copies whose gradients are discarded."""
+    import torch
+
+    from sfsc.engine import SFSCTrainer
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    optimizer, _ = SFSCTrainer.build_optimizer(sfsc_cfg, model)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert held == {id(p) for p in model.parameters()}

@@ -3,17 +3,14 @@
     SFSC_KILL_AT=30 python tests/train_killed.py --config-file ... [KEY VALUE ...]
 """
 import os
+import runpy
 import signal
-import sys
+
+import sfsc  # noqa: F401  (patches FastReID before it is imported)
+from fastreid.engine.train_loop import HookBase
+from sfsc.engine import SFSCTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-import train_net  # noqa: E402  (puts the sfsc package on the path)
-
-from fastreid.engine import default_argument_parser  # noqa: E402
-from fastreid.engine.train_loop import HookBase  # noqa: E402
-from sfsc.engine import SFSCTrainer  # noqa: E402
 
 
 class KillAt(HookBase):
@@ -29,4 +26,5 @@ if __name__ == "__main__":
     build_hooks = SFSCTrainer.build_hooks
     SFSCTrainer.build_hooks = lambda self: build_hooks(self) + [
         KillAt(int(os.environ["SFSC_KILL_AT"]))]
-    train_net.main(default_argument_parser().parse_args())
+    # The tool runs as its own script would (its argv, its __main__), with the hook added.
+    runpy.run_path(os.path.join(ROOT, "tools", "train_net.py"), run_name="__main__")

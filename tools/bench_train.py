@@ -13,29 +13,14 @@ original loss only, i.e. a non-switchable FastReID step. Prints ONE JSON line; t
 seconds, memory in MiB.
 """
 import argparse
-import ctypes
 import json
 import os
-import statistics
-import sys
-import time
-from itertools import repeat
+
+import torch
+
+from sfsc.benchmark.train_speed import TrainSpeedSettings, measure
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))  # runs from a checkout too
-
-import torch  # noqa: E402
-
-import sfsc  # noqa: E402  (patches FastReID, registers SFSC components)
-from fastreid.config import get_cfg  # noqa: E402
-from fastreid.engine.train_loop import SimpleTrainer  # noqa: E402
-from fastreid.modeling.meta_arch import build_model  # noqa: E402
-from fastreid.utils.events import EventStorage  # noqa: E402
-from sfsc.engine.aggregation import build_aggregation  # noqa: E402
-from sfsc.engine.task_step import TaskGradientTrainer  # noqa: E402
-from sfsc.engine.trainer import SFSCTrainer, amp_settings  # noqa: E402
-
-MIB = 2 ** 20
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,185 +39,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_cfg(args: argparse.Namespace, switchable: bool):
-    """configs/Base-SFSC.yml with the benchmark's overrides; ``switchable=False``: width 1.0,
-    original loss only."""
-    cfg = get_cfg()
-    sfsc.add_sfsc_config(cfg)
-    cfg.merge_from_file(os.path.join(_ROOT, "configs", "Base-SFSC.yml"))
-    cfg.merge_from_list([
-        "MODEL.DEVICE", args.device, "MODEL.BACKBONE.DEPTH", args.depth,
-        "MODEL.HEADS.NUM_CLASSES", args.num_classes, "INPUT.SIZE_TRAIN", list(args.size),
-        "SOLVER.IMS_PER_BATCH", args.batch, "SOLVER.AMP.ENABLED", args.amp != "none",
-        "SOLVER.AMP.DTYPE", args.amp if args.amp != "none" else "float16",
-        "SFSC.WIDTHS", list(args.widths) if switchable else [],
-        "SFSC.COMPAT_LOSS", "evidential" if switchable else "none",
-    ] + list(args.opts))
-    return cfg
-
-
-class _Plain(torch.nn.Module):
-    """The single-width model as FastReID's SimpleTrainer expects it: data -> loss dict."""
-
-    def __init__(self, model: torch.nn.Module, amp_dtype):
-        super().__init__()
-        self.model = model
-        self.amp_dtype = amp_dtype
-
-    def forward(self, data):
-        with torch.autocast(self.model.device.type, self.amp_dtype,
-                            enabled=self.amp_dtype is not None):
-            return self.model(data)["ori"]
-
-
-def build_trainers(args: argparse.Namespace, batch: dict) -> dict:
-    """{"sum" | "pcgrad" | "plain": trainer}; sum and pcgrad share one model, as in training."""
-    cfg = build_cfg(args, switchable=True)
-    model = build_model(cfg).train()
-    device = model.device
-    amp_dtype, scaler = amp_settings(cfg, device)
-    trainers = {}
-    for name in ("sum", "pcgrad"):
-        cfg.SFSC.AGGREGATION = name
-        optimizer, wrapper = SFSCTrainer.build_optimizer(cfg, model)
-        trainers[name] = TaskGradientTrainer(model, repeat(batch), optimizer, wrapper,
-                                             build_aggregation(cfg), amp_dtype, 5, scaler)
-    plain_cfg = build_cfg(args, switchable=False)
-    plain = build_model(plain_cfg).train()
-    plain.load_state_dict(model.state_dict(), strict=False)  # same weights at width 1.0
-    optimizer, wrapper = SFSCTrainer.build_optimizer(plain_cfg, plain)
-    # Under AMP the plain step autocasts too, without a loss scaler (its cost is negligible).
-    trainers["plain"] = SimpleTrainer(_Plain(plain, amp_dtype).train(), repeat(batch),
-                                      optimizer, wrapper)
-    return trainers
-
-
-class Meter:
-    """Wall time and peak memory of one call: CUDA's allocator peak, or the peak RSS above the
-    RSS before the call on CPU (VmHWM reset through /proc/self/clear_refs)."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        try:
-            self._libc = ctypes.CDLL("libc.so.6")
-        except OSError:
-            self._libc = None
-
-    @staticmethod
-    def _status(key: str) -> int:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-        raise KeyError(key)
-
-    def __call__(self, fn):
-        """-> (wall seconds, process CPU seconds, peak bytes above the start)."""
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        else:
-            if self._libc is not None:  # return freed heap, so RSS counts live memory only
-                self._libc.malloc_trim(0)
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            base = self._status("VmRSS")
-        start, cpu = time.perf_counter(), time.process_time()
-        fn()
-        if self.cuda:
-            torch.cuda.synchronize()
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        peak = torch.cuda.max_memory_allocated() if self.cuda else self._status("VmHWM")
-        return seconds, cpu, peak - base
-
-
-def time_projection(trainer: TaskGradientTrainer, meter: Meter) -> float:
-    """Seconds of the projection of the step just run, re-run on its gradient buffer: the
-    Gram matrix (T×T), the coefficients and the T×P combine into the update vector."""
-    tg = trainer.task_grads
-
-    def project():
-        grads = tg.grads
-        trainer.aggregation(grads, grads @ grads.t(), out=tg.flat)
-
-    return meter(project)[0]
-
-
-def time_copies(trainer: TaskGradientTrainer, meter: Meter, grads: list) -> float:
-    """Seconds to copy T tasks' gradients (``grads``: shaped like the parameters) into the
-    T×P buffer, as TaskGradients.compute does after each backward."""
-    tg = trainer.task_grads
-    return meter(lambda: [tg.store(t, grads) for t in range(tg.num_tasks)])[0]
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    device = torch.device(args.device)
-    h, w = args.size
-    batch = {"images": torch.rand(args.batch, 3, h, w) * 255,
-             "targets": torch.arange(args.batch) % args.num_classes}
-    trainers = build_trainers(args, batch)
-    meter = Meter(device)
-    times = {k: [] for k in trainers}
-    cpu_times = {k: [] for k in trainers}
-    peaks = {k: [] for k in trainers}
-    projection, copies = {"sum": [], "pcgrad": []}, []
-    grads = None  # stand-ins for autograd's per-task outputs, allocated once
-    load_start = os.getloadavg()
-    with EventStorage(0) as storage:
-        for i in range(args.warmup + args.iters):
-            for name, trainer in trainers.items():
-                trainer.iter = storage.iter = i
-                seconds, cpu, peak = meter(trainer.run_step)
-                if i < args.warmup:
-                    continue
-                times[name].append(seconds)
-                cpu_times[name].append(cpu)
-                peaks[name].append(peak)
-                if name in projection:
-                    projection[name].append(time_projection(trainer, meter))
-                if name == "pcgrad":
-                    if grads is None:
-                        grads = [torch.randn_like(p) for p in trainer.task_grads.params]
-                    copies.append(time_copies(trainer, meter, grads))
-    load_end = os.getloadavg()
-    med = {k: statistics.median(v) for k, v in times.items()}
-    cpu_med = {k: statistics.median(v) for k, v in cpu_times.items()}
-    tg = trainers["pcgrad"].task_grads
-    result = {
-        "depth": args.depth, "input": list(args.size), "batch": args.batch,
-        "widths": args.widths, "tasks": tg.num_tasks, "params": tg.numel,
-        "device": args.device, "amp": args.amp, "threads": torch.get_num_threads(),
-        "iters": args.iters, "warmup": args.warmup,
-        "step_s": {k: round(v, 4) for k, v in med.items()},
-        "ratio": {"pcgrad/sum": round(med["pcgrad"] / med["sum"], 3),
-                  "sum/plain": round(med["sum"] / med["plain"], 3)},
-        # Per-round ratios of neighbouring steps: less sensitive to drifting machine load.
-        "paired_ratio": {
-            "pcgrad/sum": round(statistics.median(
-                p / s for p, s in zip(times["pcgrad"], times["sum"])), 3),
-            "sum/plain": round(statistics.median(
-                s / p for s, p in zip(times["sum"], times["plain"])), 3)},
-        # CPU seconds of this process: less inflated than wall time while it waits for cores.
-        "step_cpu_s": {k: round(v, 4) for k, v in cpu_med.items()},
-        "ratio_cpu": {"pcgrad/sum": round(cpu_med["pcgrad"] / cpu_med["sum"], 3),
-                      "sum/plain": round(cpu_med["sum"] / cpu_med["plain"], 3)},
-        # pcgrad's only work beyond sum's is in its coefficients: compare the two.
-        "projection_s": {k: round(statistics.median(v), 4) for k, v in projection.items()},
-        "projection_frac": round(statistics.median(projection["pcgrad"]) / med["pcgrad"], 4),
-        "copy_s": round(statistics.median(copies), 4),
-        "copy_frac": round(statistics.median(copies) / med["pcgrad"], 4),
-        "grad_buffer_mib": round((tg.buffer.numel() + tg.flat.numel()) * 4 / MIB, 1),
-        "peak_mem_mib": {k: round(max(v) / MIB, 1) for k, v in peaks.items()},
-        "peak_mem_kind": "cuda_max_allocated_delta" if meter.cuda else "rss_delta",
-        "loadavg_1m": [round(load_start[0], 2), round(load_end[0], 2)],
-        "cpus": os.cpu_count(),
-        "step_s_all": {k: [round(x, 3) for x in v] for k, v in times.items()},
-    }
+    result = measure(TrainSpeedSettings(
+        os.path.join(_ROOT, "configs", "Base-SFSC.yml"), args.depth, list(args.size),
+        args.batch, list(args.widths), args.num_classes, args.iters, args.warmup, args.device,
+        args.amp, list(args.opts)))
     print(json.dumps(result), flush=True)
     return result
 

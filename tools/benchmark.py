@@ -7,7 +7,9 @@
 Runs train into ``--runs-root/<Dataset>/seed<k>/<run>`` (reused when finished, restarted when
 interrupted); results go to ``--output/<Dataset>/``: results.md (paper's Tables 2, 3 and 6
 layouts, mean ± std over seeds), results.json (every matrix, every run's config, seed, git
-commit and wall time), heatmaps/ (mAP matrices) and curves/ (training curves of SFSC and BCT-S).
+commit and wall time), heatmaps/ (mAP matrices), curves/ (training curves of SFSC and BCT-S)
+and runs/ (one record per finished run, to commit: a run whose record matches its config is
+not trained again, on any machine; see projects/SFSC/README.md).
 Trailing KEY VALUE pairs override every run's config.
 """
 import argparse
@@ -17,21 +19,20 @@ import shlex
 import sys
 import time
 
+import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
+from fastreid.config import get_cfg
+from sfsc.benchmark.curves import plot
+from sfsc.benchmark.matrices import members_to_evaluate, model_set_matrix
+from sfsc.benchmark.methods import METHODS, benchmark_runs
+from sfsc.benchmark.records import curves_to_series
+from sfsc.benchmark.report import aggregate, heatmaps, markdown
+from sfsc.benchmark.runner import BenchmarkRunner
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "projects", "SFSC"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-from plot_training import plot, read_metrics  # noqa: E402
-
-import sfsc  # noqa: E402,F401  (patches FastReID, registers SFSC components)
-from fastreid.config import get_cfg  # noqa: E402
-from sfsc.benchmark.methods import METHODS, matrix_members, runs_for, unified_run_name  # noqa: E402
-from sfsc.benchmark.report import aggregate, heatmaps, markdown  # noqa: E402
-from sfsc.benchmark.runner import BenchmarkRunner  # noqa: E402
-from sfsc.engine import SFSCTrainer  # noqa: E402
-from sfsc.evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model  # noqa: E402,E501
 
 CURVES = ("sfsc", "bct_s")
+# Kept in the committed run records, left out of results.json's list of runs.
+RECORD_ONLY = ("effective_config", "compatibility", "curves")
 
 
 def sub_widths(config_dir: str, net: str, opts) -> list:
@@ -40,26 +41,6 @@ def sub_widths(config_dir: str, net: str, opts) -> list:
     cfg.merge_from_file(os.path.join(config_dir, f"sfsc_{net}.yml"))
     cfg.merge_from_list(list(opts))
     return sorted(float(w) for w in cfg.SFSC.WIDTHS)
-
-
-def model_set_matrix(runner, method, widths, seed, records):
-    """The matrix of a per-width / one-to-one method, cached beside its runs."""
-    members = matrix_members(method, widths)
-    stamp = [records[(seed, name)]["fingerprint"] for _, name, _ in members]
-    cache = os.path.join(runner.root, f"seed{seed}", f"{method.key}_matrix.json")
-    if os.path.isfile(cache):
-        with open(cache) as f:
-            cached = json.load(f)
-        if cached.get("members") == stamp:
-            return cached["matrix"]
-    entries = [ModelEntry(label, runner.output_dir(seed, name), w) for label, name, w in members]
-    cfg, _ = load_trained_model(entries[0].output_dir)
-    loader, num_query = SFSCTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
-    matrix = evaluate_model_set(entries, loader, num_query, metric=cfg.TEST.METRIC,
-                                chunk_size=cfg.TEST.COMPAT.CHUNK_SIZE).to_json()
-    with open(cache, "w") as f:
-        json.dump({"members": stamp, "matrix": matrix}, f)
-    return matrix
 
 
 def main(argv=None) -> int:
@@ -78,16 +59,15 @@ def main(argv=None) -> int:
     start = time.time()
     widths = sub_widths(config_dir, args.net, args.opts)
     methods = [METHODS[k] for k in args.methods]
-    runs = {}
-    if any(m.kind == "one_to_one" for m in methods):  # their frozen old model trains first
-        full = unified_run_name(1.0)
-        runs[full] = next(r for r in runs_for(METHODS["unified"], widths, args.net)
-                          if r.name == full)
-    for method in methods:
-        runs.update((run.name, run) for run in runs_for(method, widths, args.net))
+    out = os.path.join(args.output, args.dataset)
     runner = BenchmarkRunner(ROOT, config_dir, os.path.join(args.runs_root, args.dataset),
-                             list(runs.values()), args.seeds, args.opts)
-    record_list = runner.run_all()
+                             benchmark_runs(methods, widths, args.net), args.seeds, args.opts,
+                             records_dir=os.path.join(out, "runs"))
+    need = set()
+    for method in methods:
+        if method.kind != "switchable":
+            need |= members_to_evaluate(runner, method, widths, args.seeds)
+    record_list = runner.run_all(need_checkpoints=need)
     records = {(r["seed"], r["run"]): r for r in record_list}
 
     matrices = {}
@@ -95,36 +75,41 @@ def main(argv=None) -> int:
         matrices[method.key] = {}
         for seed in args.seeds:
             if method.kind == "switchable":
-                path = os.path.join(runner.output_dir(seed, method.key), "compatibility.json")
-                with open(path) as f:
-                    matrices[method.key][seed] = json.load(f)
+                matrix = records[(seed, method.key)]["compatibility"]
+                if matrix is None:
+                    raise SystemExit(f"{method.key} (seed {seed}) finished without a "
+                                     f"compatibility.json; its record: "
+                                     f"{runner.record_path(seed, method.key)}")
+                matrices[method.key][seed] = matrix
             else:
                 matrices[method.key][seed] = model_set_matrix(runner, method, widths, seed,
                                                               records)
     results = aggregate(matrices)
-    out = os.path.join(args.output, args.dataset)
     os.makedirs(out, exist_ok=True)
     command = "python tools/benchmark.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     train_time = sum(r["wall_time_s"] for r in record_list)
     header = [f"Command: `{command}`", "",
               f"Seeds {args.seeds}; sub-model widths {widths}; cells are mean ± std over seeds "
               f"(std with ddof 1). Training wall time {train_time / 60:.0f} min in total, "
-              f"{train_time / 60 / len(args.seeds):.0f} min per seed; git commit "
-              f"{runner.commit}."]
+              f"{train_time / 60 / len(args.seeds):.0f} min per seed; runs trained at git "
+              f"commit {', '.join(sorted({r['git_commit'] for r in record_list}))}."]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(markdown(results, args.dataset, header) + "\n")
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"dataset": args.dataset, "widths": widths, "seeds": args.seeds,
-                   "command": command, "methods": results, "runs": record_list}, f, indent=1)
+                   "command": command, "methods": results,
+                   "runs": [{k: v for k, v in r.items() if k not in RECORD_ONLY}
+                            for r in record_list]}, f, indent=1)
     heatmaps(results, os.path.join(out, "heatmaps"))
     os.makedirs(os.path.join(out, "curves"), exist_ok=True)
     for key in CURVES:
         if key in args.methods:
             for seed in args.seeds:
-                run_dir = runner.output_dir(seed, key)
-                plot(read_metrics(os.path.join(run_dir, "metrics.json")),
-                     os.path.join(out, "curves", f"{key}_seed{seed}.png"),
-                     title=f"{METHODS[key].title}, seed {seed}")
+                curves = records[(seed, key)]["curves"]
+                if curves:
+                    plot(curves_to_series(curves),
+                         os.path.join(out, "curves", f"{key}_seed{seed}.png"),
+                         title=f"{METHODS[key].title}, seed {seed}")
     print(f"Wrote {out}/results.md, results.json, heatmaps/ and curves/ "
           f"({(time.time() - start) / 60:.0f} min)")
     return 0

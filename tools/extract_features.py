@@ -20,7 +20,6 @@ import os
 import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))  # runs from a checkout too
 
 
 def main(argv=None) -> int:

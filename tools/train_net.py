@@ -5,16 +5,10 @@
     python tools/train_net.py --config-file OUTPUT_DIR/config.yaml --eval-only MODEL.WEIGHTS X.pth
     python tools/train_net.py --config-file ... --num-gpus 2          # 2 processes (gloo on CPU)
 """
-import os
-import sys
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_ROOT, "projects", "SFSC"))  # runs from a checkout too
-
-import sfsc  # noqa: E402,F401  (patches FastReID, registers SFSC components)
-from fastreid.engine import default_argument_parser  # noqa: E402
-from sfsc.engine import SFSCCheckpointer, SFSCTrainer, launch, setup_cfg  # noqa: E402
-from sfsc.engine.defaults import exit_on_user_error  # noqa: E402
+import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
+from fastreid.engine import default_argument_parser
+from sfsc.engine import SFSCCheckpointer, SFSCTrainer, launch, setup_cfg
+from sfsc.engine.defaults import exit_on_user_error
 
 
 def main(args):

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
-__all__ = ["Run", "Method", "METHODS", "ABLATION", "runs_for"]
+__all__ = ["Run", "Method", "METHODS", "ABLATION", "benchmark_runs", "matrix_members",
+           "runs_for", "unified_run_name"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,19 @@ def runs_for(method: Method, widths: Sequence[float], net: str = "R18") -> List[
                     needs=(full,), cost=w * w + old_forward)
                 for w in sub]
     raise ValueError(f"unknown method kind {method.kind!r}")
+
+
+def benchmark_runs(methods: Sequence[Method], widths: Sequence[float],
+                   net: str = "R18") -> List[Run]:
+    """Every run of ``methods``, each once, dependencies first: the one-to-one methods' frozen
+    old model (the unified full model) trains before them even when "unified" is not asked."""
+    runs: Dict[str, Run] = {}
+    if any(m.kind == "one_to_one" for m in methods):
+        full = unified_run_name(1.0)
+        runs[full] = next(r for r in runs_for(METHODS["unified"], widths, net) if r.name == full)
+    for method in methods:
+        runs.update((run.name, run) for run in runs_for(method, widths, net))
+    return list(runs.values())
 
 
 def matrix_members(method: Method, widths: Sequence[float]) -> List[Tuple[float, str, float]]:

@@ -1,9 +1,16 @@
 """Resumable execution of benchmark training runs, with progress and an ETA.
 
 Each run trains in its own process (``tools/train_net.py``) into its own folder. A finished run
-leaves ``benchmark_run.json`` holding a fingerprint of its full merged config and seed, the git
-commit and its wall time; a later invocation reuses it if the fingerprint still matches and
-otherwise deletes the folder and trains again, so an interrupted run restarts cleanly.
+leaves ``benchmark_run.json`` there, holding a fingerprint of its full merged config and seed,
+the git commit and its wall time; a later invocation reuses the folder (and its checkpoint) if
+the fingerprint still matches and otherwise deletes it and trains again, so an interrupted run
+restarts cleanly.
+
+With a ``records_dir`` (committed to git beside the results), every finished run also leaves a
+machine-independent record there (see :mod:`.records`); a run whose record matches is not
+trained again on any machine. A run is still trained again when its checkpoint is needed and
+absent from this machine: a one-to-one method's frozen old model when a run that needs it is
+trained, or a member of a matrix that has to be evaluated anew.
 """
 from __future__ import annotations
 
@@ -15,12 +22,22 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from fastreid.config import get_cfg
 
 from ..config import add_sfsc_config
 from .methods import Run
+from .records import (
+    config_differences,
+    config_file_hashes,
+    default_config,
+    flatten,
+    read_curves,
+    read_record,
+    record_fingerprint,
+    write_record,
+)
 
 __all__ = ["RunRecord", "BenchmarkRunner", "git_commit"]
 
@@ -48,14 +65,24 @@ class BenchmarkRunner:
     """Trains ``runs`` for every seed under ``root/seed<k>/<run name>``."""
 
     def __init__(self, repo: str, config_dir: str, root: str, runs: Sequence[Run],
-                 seeds: Sequence[int], extra_opts: Sequence[str] = (), log=print):
+                 seeds: Sequence[int], extra_opts: Sequence[str] = (), log=print,
+                 records_dir: Optional[str] = None):
         self.repo, self.config_dir, self.root = repo, config_dir, root
         self.runs, self.seeds, self.extra_opts, self.log = list(runs), list(seeds), \
             list(extra_opts), log
+        self.records_dir = records_dir
         self.commit = git_commit(repo)
+        self._defaults: Optional[Dict[str, object]] = None
 
     def output_dir(self, seed: int, name: str) -> str:
         return os.path.join(self.root, f"seed{seed}", name)
+
+    def record_path(self, seed: int, name: str) -> str:
+        """Where the committed record of ``name`` at ``seed`` lives."""
+        return os.path.join(self.records_dir, f"seed{seed}", f"{name}.json")
+
+    def run_named(self, name: str) -> Run:
+        return next(r for r in self.runs if r.name == name)
 
     def _opts(self, run: Run, seed: int) -> List[str]:
         opts = [o.format(**{r.name: self.output_dir(seed, r.name) for r in self.runs})
@@ -71,17 +98,90 @@ class BenchmarkRunner:
         return hashlib.sha256(cfg.dump().encode()).hexdigest()[:16]
 
     def finished(self, run: Run, seed: int) -> Optional[RunRecord]:
-        path = os.path.join(self.output_dir(seed, run.name), RECORD)
-        if not os.path.isfile(path):
-            return None
-        with open(path) as f:
-            record = json.load(f)
-        return record if record.get("fingerprint") == self.fingerprint(run, seed) else None
+        """The local folder's record, if that folder holds this very run, finished."""
+        record = read_record(os.path.join(self.output_dir(seed, run.name), RECORD))
+        return record if record and record.get("fingerprint") == self.fingerprint(run, seed) \
+            else None
 
-    def run_all(self) -> List[RunRecord]:
-        """Train every missing run (dependencies first); returns every run's record."""
+    def has_checkpoint(self, run: Run, seed: int) -> bool:
+        return self.finished(run, seed) is not None and os.path.isfile(
+            os.path.join(self.output_dir(seed, run.name), "model_final.pth"))
+
+    def effective_config(self, run: Run, seed: int) -> Dict[str, object]:
+        """The run's merged config, flattened, as it reads on any machine (see .records)."""
+        cfg = get_cfg()
+        add_sfsc_config(cfg)
+        cfg.merge_from_file(os.path.join(self.config_dir, run.config))
+        # The dependencies' paths stay as {run} placeholders: their configs are added below.
+        cfg.merge_from_list([self._portable(o) for o in (*run.overrides, *self.extra_opts)]
+                            + ["SEED", str(seed)])
+        effective = flatten(cfg)
+        del effective["OUTPUT_DIR"]
+        for need in run.needs:
+            effective.update((f"{need}:{k}", v)
+                             for k, v in self.effective_config(self.run_named(need), seed).items())
+        return effective
+
+    def committed(self, run: Run, seed: int) -> Tuple[Optional[RunRecord], List[str]]:
+        """The committed record that matches the run, or None and why it does not."""
+        if not self.records_dir:
+            return None, []
+        record = read_record(self.record_path(seed, run.name))
+        if record is None:
+            return None, []
+        if record.get("run") != run.name or record.get("seed") != seed:
+            return None, [f"it names {record.get('run')} seed {record.get('seed')}"]
+        if self._defaults is None:
+            self._defaults = default_config()
+        diffs = config_differences(record.get("effective_config", {}),
+                                   self.effective_config(run, seed), self._defaults)
+        return (None, diffs) if diffs else (record, [])
+
+    def expected_fingerprint(self, run: Run, seed: int) -> str:
+        """The fingerprint the run's record will have: the matching committed record's, else
+        that of a record made now."""
+        record, _ = self.committed(run, seed)
+        return record["fingerprint"] if record else record_fingerprint(
+            run.name, seed, self.effective_config(run, seed))
+
+    def _depth(self, run: Run) -> int:
+        return 1 + max((self._depth(self.run_named(n)) for n in run.needs), default=-1)
+
+    def _to_train(self, jobs, records, need_checkpoints) -> Set[Tuple[int, str]]:
+        """Runs without a record, plus those whose checkpoint is needed and absent here."""
+        pending = {(s, r.name) for s, r in jobs if records[(s, r.name)] is None}
+        wanted = [(key, "a matrix to evaluate") for key in need_checkpoints]
+        wanted += [((s, need), name) for s, name in pending
+                   for need in self.run_named(name).needs]
+        while wanted:
+            (seed, name), why = wanted.pop(0)
+            if (seed, name) in pending or self.has_checkpoint(self.run_named(name), seed):
+                continue
+            self.log(f"seed {seed} {name}: its record is reused, but {why} needs its checkpoint "
+                     f"(model_final.pth), which is not in {self.output_dir(seed, name)}: "
+                     f"training it again")
+            pending.add((seed, name))
+            wanted += [((seed, need), name) for need in self.run_named(name).needs]
+        return pending
+
+    def run_all(self, need_checkpoints: Iterable[Tuple[int, str]] = ()) -> List[RunRecord]:
+        """Train every run without a matching record (dependencies first) and every run whose
+        checkpoint ``need_checkpoints`` ((seed, run name) pairs) or a run to train needs and
+        this machine lacks; returns every run's record (committed form with a records_dir)."""
         jobs = [(seed, run) for seed in self.seeds for run in self.runs]
-        pending = [(s, r) for s, r in jobs if self.finished(r, s) is None]
+        records: Dict[Tuple[int, str], Optional[RunRecord]] = {}
+        for seed, run in jobs:
+            record, diffs = self.committed(run, seed)
+            local = self.finished(run, seed) if record is None else None
+            if local is not None:  # finished here before records were kept, or not committed
+                record = self._commit(run, seed, local)
+            elif diffs:
+                self.log(f"seed {seed} {run.name}: the committed record does not match "
+                         f"({len(diffs)} difference(s), e.g. {diffs[0]}): training again")
+            records[(seed, run.name)] = record
+        to_train = self._to_train(jobs, records, need_checkpoints)
+        pending = sorted(((s, r) for s, r in jobs if (s, r.name) in to_train),
+                         key=lambda job: (job[0], self._depth(job[1])))
         self.log(f"Benchmark: {len(jobs)} runs, {len(jobs) - len(pending)} already finished, "
                  f"{len(pending)} to train ({self.commit})")
         units_total = sum(r.cost for _, r in pending)
@@ -90,12 +190,12 @@ class BenchmarkRunner:
             eta = f", ETA {_fmt(seconds_done / units_done * (units_total - units_done))}" \
                 if units_done else ""
             self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: training{eta}")
-            record = self._train(run, seed)
+            record = records[(seed, run.name)] = self._train(run, seed)
             units_done += run.cost
             seconds_done += float(record["wall_time_s"])
             self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: done in "
                      f"{_fmt(float(record['wall_time_s']))}")
-        return [self.finished(r, s) for s, r in jobs]
+        return [records[(s, r.name)] for s, r in jobs]
 
     def _portable(self, arg: str) -> str:
         # Records name files inside the repository relative to it, so they read the same on
@@ -104,10 +204,31 @@ class BenchmarkRunner:
             return os.path.relpath(arg, self.repo)
         return arg
 
+    def _commit(self, run: Run, seed: int, local: RunRecord) -> RunRecord:
+        """The committed form of a finished local run (written when there is a records_dir)."""
+        out = self.output_dir(seed, run.name)
+        effective = self.effective_config(run, seed)
+        compat = read_record(os.path.join(out, "compatibility.json"))
+        record = {k: v for k, v in local.items() if k != "fingerprint"}
+        record.update(
+            fingerprint=record_fingerprint(run.name, seed, effective),
+            config_files=config_file_hashes(os.path.join(self.config_dir, run.config),
+                                            self.repo),
+            final_metrics=None if compat is None else {
+                "width": (compat.get("widths") or [None])[-1],
+                **{m: compat[m][-1][-1] for m in ("mAP", "R1", "R5", "R10", "mINP")
+                   if m in compat}},
+            compatibility=compat, effective_config=effective,
+            curves=read_curves(os.path.join(out, "metrics.json")))
+        if self.records_dir:
+            write_record(self.record_path(seed, run.name), record)
+        return record
+
     def _train(self, run: Run, seed: int) -> RunRecord:
         for need in run.needs:
-            if self.finished(next(r for r in self.runs if r.name == need), seed) is None:
-                raise RuntimeError(f"{run.name} needs {need}, which has not finished")
+            if not self.has_checkpoint(self.run_named(need), seed):
+                raise RuntimeError(f"{run.name} needs {need}'s checkpoint, which is not in "
+                                   f"{self.output_dir(seed, need)}")
         out = self.output_dir(seed, run.name)
         if os.path.exists(out):  # a partial run from an interrupted invocation
             shutil.rmtree(out)
@@ -133,4 +254,4 @@ class BenchmarkRunner:
                   "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(out, RECORD), "w") as f:
             json.dump(record, f, indent=1)
-        return record
+        return self._commit(run, seed, record)

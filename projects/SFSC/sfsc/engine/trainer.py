@@ -1,7 +1,6 @@
 """SFSCTrainer: FastReID's DefaultTrainer with the task-gradient step and many-to-many testing."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -13,7 +12,6 @@ from fastreid.engine.defaults import DefaultTrainer
 from fastreid.engine.train_loop import TrainerBase
 from fastreid.evaluation.testing import print_csv_format
 from fastreid.modeling.meta_arch import build_model
-from fastreid.solver import build_optimizer
 from fastreid.utils import comm
 from fastreid.utils.logger import setup_logger
 
@@ -147,11 +145,6 @@ class SFSCTrainer(DefaultTrainer):
         return model
 
     @classmethod
-    def build_optimizer(cls, cfg, model):
-        # contiguous=False: FastReID's flat parameter buffers silently lose their gradients.
-        return build_optimizer(cfg, model, contiguous=False)
-
-    @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         """FastReID's test loader with DATALOADER.NUM_WORKERS (FastReID always starts 4)."""
         return loaders.build_test_loader(cfg, dataset_name)
@@ -183,8 +176,7 @@ class SFSCTrainer(DefaultTrainer):
             if cfg.OUTPUT_DIR:
                 name = "compatibility.json" if len(cfg.DATASETS.TESTS) == 1 \
                     else f"compatibility_{dataset_name}.json"
-                with open(os.path.join(cfg.OUTPUT_DIR, name), "w") as f:
-                    json.dump(result.to_json(), f, indent=1)
+                result.write(cfg.OUTPUT_DIR, name)
             results[dataset_name] = result.fastreid_results()
             summary = OrderedDict((k, v) for k, v in results[dataset_name].items() if "/" not in k)
             print_csv_format(OrderedDict(dataset=dataset_name, **summary))

@@ -7,7 +7,7 @@ channel count per width is ``out_channels``; the head maps it to a common featur
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -15,23 +15,19 @@ from torch import nn
 from fastreid.modeling.backbones.build import BACKBONE_REGISTRY
 
 from ...config import model_widths
-from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d, scale_channels
+from ..switchable import SwitchableBatchNorm2d, SwitchableConv2d
+from .channels import plan_widths, scaled
 from .pretrained import load_pretrained
 
 __all__ = ["SwitchableResNet", "build_switchable_resnet_backbone"]
 
 
-def _scaled(channels: int, widths: Sequence[float]) -> List[int]:
-    return [scale_channels(channels, w) for w in widths]
-
-
 class SwitchableBasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, widths, in_ch: List[int], planes: int, stride: int, norm: str):
+    def __init__(self, widths, in_ch: List[int], mid: List[int], out: List[int], stride: int,
+                 norm: str):
         super().__init__()
-        mid = _scaled(planes, widths)
-        out = _scaled(planes * self.expansion, widths)
         self.conv1 = SwitchableConv2d(widths, in_ch, mid, 3, stride, 1)
         self.bn1 = SwitchableBatchNorm2d(widths, mid, norm)
         self.conv2 = SwitchableConv2d(widths, mid, out, 3, 1, 1)
@@ -50,10 +46,9 @@ class SwitchableBasicBlock(nn.Module):
 class SwitchableBottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, widths, in_ch: List[int], planes: int, stride: int, norm: str):
+    def __init__(self, widths, in_ch: List[int], mid: List[int], out: List[int], stride: int,
+                 norm: str):
         super().__init__()
-        mid = _scaled(planes, widths)
-        out = _scaled(planes * self.expansion, widths)
         self.conv1 = SwitchableConv2d(widths, in_ch, mid, 1)
         self.bn1 = SwitchableBatchNorm2d(widths, mid, norm)
         self.conv2 = SwitchableConv2d(widths, mid, mid, 3, stride, 1)  # stride on 3x3 (v1.5)
@@ -85,6 +80,16 @@ _ARCH = {
     "50x": (SwitchableBottleneck, [3, 4, 6, 3]),
     "101x": (SwitchableBottleneck, [3, 4, 23, 3]),
 }
+_PLANES = (64, 128, 256, 512)  # the four stages' inner channels at 1.0x (the stem has 64)
+
+
+def _plan(expansion: int, width: float) -> Dict[str, int]:
+    """Channels at ``width`` of the stem and of every stage's inner and output layers."""
+    plan = {"stem": scaled("stem conv1", 64, width)}
+    for i, planes in enumerate(_PLANES, 1):
+        plan[f"layer{i}"] = scaled(f"layer{i} inner convs", planes, width)
+        plan[f"layer{i} out"] = scaled(f"layer{i} output convs", planes * expansion, width)
+    return plan
 
 
 class SwitchableResNet(nn.Module):
@@ -100,19 +105,20 @@ class SwitchableResNet(nn.Module):
             raise ValueError(f"MODEL.BACKBONE.DEPTH {depth!r} is not one of {sorted(_ARCH)}")
         block, layers = _ARCH[depth]
         self.widths = tuple(widths)
-        stem = _scaled(64, widths)
+        plans = plan_widths("switchable ResNet", self.widths, lambda w: _plan(block.expansion, w))
+        stem = [p["stem"] for p in plans]
         self.conv1 = SwitchableConv2d(widths, 3, stem, 7, 2, 3)  # RGB input never sliced
         self.bn1 = SwitchableBatchNorm2d(widths, stem, norm)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         in_ch = stem
-        for i, (planes, n, stride) in enumerate(zip((64, 128, 256, 512), layers,
-                                                    (1, 2, 2, last_stride))):
+        for i, (n, stride) in enumerate(zip(layers, (1, 2, 2, last_stride)), 1):
+            mid, out = [p[f"layer{i}"] for p in plans], [p[f"layer{i} out"] for p in plans]
             blocks = []
             for j in range(n):
-                blocks.append(block(widths, in_ch, planes, stride if j == 0 else 1, norm))
+                blocks.append(block(widths, in_ch, mid, out, stride if j == 0 else 1, norm))
                 in_ch = blocks[-1].out_channels
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
         self.out_channels = in_ch
         self._init_weights()
 

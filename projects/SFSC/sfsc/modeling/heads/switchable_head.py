@@ -63,10 +63,18 @@ class SwitchableEmbeddingHead(nn.Module):
                      ) -> torch.Tensor:
         """Logits of features (N, D) under a classifier (C, D), default this head's, scaled as
         the classification layer scales them (raw for Linear, s·cosine otherwise)."""
-        weight = self.weight if weight is None else weight
-        if self.cls_layer.__class__.__name__ == "Linear":
+        logits = self._unscaled_logits(feat, self.weight if weight is None else weight)
+        return logits if self._linear else logits * self.cls_layer.s
+
+    @property
+    def _linear(self) -> bool:
+        return self.cls_layer.__class__.__name__ == "Linear"
+
+    def _unscaled_logits(self, feat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # What the classification layer expects: dot products for Linear, else cosines.
+        if self._linear:
             return F.linear(feat, weight)
-        return F.linear(F.normalize(feat), F.normalize(weight)) * self.cls_layer.s
+        return F.linear(F.normalize(feat), F.normalize(weight))
 
     def forward(self, features: torch.Tensor, targets: Optional[torch.Tensor] = None
                 ) -> torch.Tensor | Dict[str, torch.Tensor]:
@@ -76,10 +84,7 @@ class SwitchableEmbeddingHead(nn.Module):
         neck_feat = self.bottleneck(pool_feat)[..., 0, 0]
         if not self.training:
             return neck_feat
-        if self.cls_layer.__class__.__name__ == "Linear":
-            logits = F.linear(neck_feat, self.weight)
-        else:
-            logits = F.linear(F.normalize(neck_feat), F.normalize(self.weight))
+        logits = self._unscaled_logits(neck_feat, self.weight)
         cls_outputs = self.cls_layer(logits.clone(), targets)  # cls_layer works in place
         if self.neck_feat == "before":
             feat = pool_feat[..., 0, 0]

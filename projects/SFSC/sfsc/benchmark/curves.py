@@ -1,0 +1,69 @@
+"""Training curves of an SFSC run: FastReID's metrics.json read into series, drawn to PNG."""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from typing import Dict, List, Tuple
+
+__all__ = ["Series", "plot", "read_metrics"]
+
+logger = logging.getLogger(__name__)
+
+Series = Dict[str, List[Tuple[int, float]]]
+
+
+def read_metrics(path: str) -> Series:
+    """FastReID's metrics.json (one JSON object per line) -> {key: [(iteration, value)]}."""
+    series: Series = defaultdict(list)
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                logger.warning("%s:%d is not JSON; skipped", path, line_no)
+                continue
+            if "iteration" not in record:
+                continue
+            for key, value in record.items():
+                if key != "iteration" and isinstance(value, (int, float)):
+                    series[key].append((int(record["iteration"]), float(value)))
+    return series
+
+
+def plot(series: Series, output: str, title: str = "") -> List[str]:
+    """Write the three-panel figure to ``output``; returns the keys that were drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("task loss", sorted(k for k in series if k.startswith("loss_"))),
+        ("task gradient norm", sorted(k for k in series if k.startswith("grad_norm/"))),
+        ("cumulative conflicting pairs", [k for k in ("conflicts_cumulative",) if k in series]),
+    ]
+    if not any(keys for _, keys in panels):
+        raise ValueError("no task losses, gradient norms or conflict counts in the metrics: "
+                         "is this the output folder of an SFSC training run?")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    drawn = []
+    for ax, (name, keys) in zip(axes, panels):
+        for key in keys:
+            its, values = zip(*series[key])
+            ax.plot(its, values, label=key.replace("grad_norm/", "").replace("loss_", ""))
+            drawn.append(key)
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        if keys and len(keys) > 1:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return drawn
