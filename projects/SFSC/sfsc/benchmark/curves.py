@@ -34,27 +34,45 @@ def read_metrics(path: str) -> Series:
     return series
 
 
+def _keys(series: Series, *prefixes: str) -> List[str]:
+    return sorted(k for k in series if k.startswith(prefixes))
+
+
 def plot(series: Series, output: str, title: str = "") -> List[str]:
-    """Write the three-panel figure to ``output``; returns the keys that were drawn."""
+    """Write the figure to ``output``: task losses, gradient norms and conflicts, then (when
+    the run logged them) the per-width diagnostics; returns the keys that were drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [
-        ("task loss", sorted(k for k in series if k.startswith("loss_"))),
-        ("task gradient norm", sorted(k for k in series if k.startswith("grad_norm/"))),
+        ("task loss", _keys(series, "loss_")),
+        ("task gradient norm", _keys(series, "grad_norm/")),
         ("cumulative conflicting pairs", [k for k in ("conflicts_cumulative",) if k in series]),
     ]
     if not any(keys for _, keys in panels):
         raise ValueError("no task losses, gradient norms or conflict counts in the metrics: "
                          "is this the output folder of an SFSC training run?")
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    diagnostics = [
+        ("uncertainty u = C·p / S", _keys(series, "diag/u@")),
+        ("BNNeck scale mean |γ|", _keys(series, "diag/bnneck_gamma@")),
+        ("feature norm (neck; backbone pooled)", _keys(series, "diag/feat_norm@",
+                                                       "diag/pool_feat_norm@")),
+        ("logit spread (std over classes)", _keys(series, "diag/logit_std@")),
+        ("L_ace and KL", _keys(series, "diag/ace@", "diag/kl@")),
+        ("classifier row norm", _keys(series, "diag/classifier_norm")),
+    ]
+    if any(keys for _, keys in diagnostics):
+        panels += diagnostics
+    rows = (len(panels) + 2) // 3
+    fig, axes = plt.subplots(rows, 3, figsize=(16, 4.2 * rows), squeeze=False)
     drawn = []
-    for ax, (name, keys) in zip(axes, panels):
+    for ax, (name, keys) in zip(axes.flat, panels):
         for key in keys:
             its, values = zip(*series[key])
-            ax.plot(its, values, label=key.replace("grad_norm/", "").replace("loss_", ""))
+            label = key.replace("grad_norm/", "").replace("loss_", "").replace("diag/", "")
+            ax.plot(its, values, label=label)
             drawn.append(key)
         ax.set_title(name)
         ax.set_xlabel("iteration")
