@@ -84,7 +84,8 @@ def test_pcgrad_step_changes_weights_and_logs_conflicts(sfsc_cfg):
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
     assert "backbone.conv1.weight" in changed and "heads.weight" in changed
     assert trainer.task_names == ["ori", "compat@0.25", "compat@0.5", "compat@0.75"]
-    gram = trainer.task_grads.grads @ trainer.task_grads.grads.t()
+    grads = trainer.task_grads.grads.double()
+    gram = grads @ grads.t()
     t = gram.shape[0]
     expected = sum(int(gram[a, b] < 0) for a in range(t) for b in range(a + 1, t))
     assert trainer.conflicts_total == expected

@@ -31,7 +31,7 @@ from fastreid.config import get_cfg  # noqa: E402
 from fastreid.engine.train_loop import SimpleTrainer  # noqa: E402
 from fastreid.modeling.meta_arch import build_model  # noqa: E402
 from fastreid.utils.events import EventStorage  # noqa: E402
-from sfsc.engine.aggregation import build_aggregation  # noqa: E402
+from sfsc.engine.aggregation import build_aggregation, gram_matrix  # noqa: E402
 from sfsc.engine.task_step import TaskGradientTrainer  # noqa: E402
 from sfsc.engine.trainer import SFSCTrainer, amp_settings  # noqa: E402
 
@@ -149,12 +149,12 @@ class Meter:
 
 def time_projection(trainer: TaskGradientTrainer, meter: Meter) -> float:
     """Seconds of the projection of the step just run, re-run on its gradient buffer: the
-    Gram matrix (T×T), the coefficients and the T×P combine into the update vector."""
+    float64 Gram matrix (T×T), the coefficients and the T×P combine into the update vector."""
     tg = trainer.task_grads
 
     def project():
         grads = tg.grads
-        trainer.aggregation(grads, grads @ grads.t(), out=tg.flat)
+        trainer.aggregation(grads, gram_matrix(grads), out=tg.flat)
 
     return meter(project)[0]
 

@@ -2,7 +2,8 @@
 
 step: losses = model(batch)  ->  G (T×P) = per-task gradients  ->  all-reduce G (DDP)
       (and average the BatchNorm running statistics, see running_stats.py)
-      ->  Gram = G Gᵀ  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG  ->  optimizer.step()
+      ->  Gram = G Gᵀ (float64)  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG
+      ->  optimizer.step()
 Under AMP every task's loss is scaled by the same GradScaler factor, the projection runs on the
 scaled gradients (it is scale-invariant), and GradScaler unscales / skips / steps once;
 gradient norms and conflicts are logged unscaled. The CUDA paths (fp16 + GradScaler, NCCL)
@@ -21,7 +22,7 @@ from fastreid.engine.train_loop import SimpleTrainer
 from fastreid.utils import comm
 from fastreid.utils.events import get_event_storage
 
-from .aggregation import Aggregation
+from .aggregation import Aggregation, gram_matrix
 from .running_stats import average_running_stats
 from .task_gradients import TaskGradients
 
@@ -84,7 +85,7 @@ class TaskGradientTrainer(SimpleTrainer):
         # backward: BatchNorm in eval mode saved its running statistics for it.
         average_running_stats(self.model)
         self.task_grads.all_reduce_mean()
-        gram = grads @ grads.t()
+        gram = gram_matrix(grads)  # float64: near-orthogonal tasks keep their conflict sign
         # Decided on all-reduced values, so every process skips the same steps. Under AMP a
         # non-finite gradient with finite losses is GradScaler's business (it skips and
         # lowers the scale); a non-finite loss is not something a smaller scale fixes.
