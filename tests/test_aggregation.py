@@ -139,7 +139,7 @@ def test_float64_gram_keeps_the_conflict_sign_of_near_orthogonal_gradients():
     assert _off_diagonal_signs(exact) == [i % 2 == 0 for i in range(10)]
     # The case is real: a float32 Gram matrix calls some of these pairs wrongly.
     assert _off_diagonal_signs((x @ x.t()).double()) != _off_diagonal_signs(exact)
-    for chunk in (1000, 1 << 18):  # several chunks, and one
+    for chunk in (1000, 1 << 18):  # several chunks, and one (P = 2^16 + 20)
         gram = gram_matrix(x, chunk=chunk)
         assert gram.dtype == torch.float64
         assert _off_diagonal_signs(gram) == _off_diagonal_signs(exact), chunk

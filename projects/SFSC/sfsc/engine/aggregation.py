@@ -16,9 +16,11 @@ import torch
 __all__ = ["Aggregation", "SumAggregation", "PCGradAggregation", "AGGREGATIONS",
            "build_aggregation", "gram_matrix"]
 
-# Columns of G converted to float64 at a time: 2^18 × T float64 values (10 MB for T = 5),
-# where a float64 copy of the whole G would be 440 MB for ResNet-18 (P ≈ 11M).
-GRAM_CHUNK = 1 << 18
+# Columns of G converted to float64 at a time: 2^16 × T float64 values (2.6 MB for T = 5, so a
+# chunk stays in cache), where a float64 copy of the whole G would be 440 MB for ResNet-18
+# (P ≈ 11M). For ResNet-18 on one CPU thread this costs 63 ms per step against 41 ms for the
+# float32 product; on a GPU, 170 small kernels.
+GRAM_CHUNK = 1 << 16
 
 
 def gram_matrix(grads: torch.Tensor, chunk: int = GRAM_CHUNK) -> torch.Tensor:
