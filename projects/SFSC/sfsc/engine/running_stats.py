@@ -1,4 +1,4 @@
-"""BatchNorm running statistics kept identical across processes: averaged after every forward.
+"""BatchNorm running statistics kept identical across processes: averaged in every step.
 
 The model is not wrapped in DistributedDataParallel, so nothing rebroadcasts its buffers each
 step; every process would otherwise keep the running mean / variance of its own mini-batches
