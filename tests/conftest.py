@@ -21,6 +21,16 @@ import sfsc  # noqa: E402,F401  (after the line above; patches FastReID before a
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip, saying why, where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (tools/gpu_check.sh runs these on a GPU)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def sfsc_cfg():
     """A fresh, mutable SFSC config built on configs/Base-SFSC.yml, shrunk for CPU tests."""

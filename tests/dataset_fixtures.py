@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["Counts", "person_image", "build_market1501", "build_msmt17", "build_veri",
-           "build_custom_csv", "build_custom_folder", "train_tiny", "check_training_outputs",
-           "IMAGE_SIZE"]
+           "build_custom_csv", "build_custom_folder", "tiny_cfg", "train_tiny",
+           "check_training_outputs", "IMAGE_SIZE"]
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 IMAGE_SIZE = (64, 32)  # (h, w)
@@ -226,11 +226,10 @@ def _mkdir(path: str) -> str:
     return path
 
 
-def train_tiny(config: str, output_dir: str, *opts: str) -> str:
-    """Train one epoch with a repository config shrunk to a few CPU seconds; returns output_dir."""
+def tiny_cfg(config: str, output_dir: str, *opts: str):
+    """A repository config shrunk to a few CPU seconds of training (frozen)."""
     import sfsc
     from fastreid.config import get_cfg
-    from sfsc.engine import SFSCTrainer
 
     cfg = get_cfg()
     sfsc.add_sfsc_config(cfg)
@@ -243,6 +242,14 @@ def train_tiny(config: str, output_dir: str, *opts: str) -> str:
         "MODEL.DEVICE", "cpu", "MODEL.BACKBONE.PRETRAIN", "False", "SFSC.LOG_PERIOD", "1",
         "OUTPUT_DIR", output_dir, "SEED", "0", *opts])
     cfg.freeze()
+    return cfg
+
+
+def train_tiny(config: str, output_dir: str, *opts: str) -> str:
+    """Train one epoch with ``tiny_cfg(config, output_dir, *opts)``; returns output_dir."""
+    from sfsc.engine import SFSCTrainer
+
+    cfg = tiny_cfg(config, output_dir, *opts)
     os.makedirs(output_dir, exist_ok=True)
     trainer = SFSCTrainer(cfg)
     trainer.resume_or_load(resume=False)

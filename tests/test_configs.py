@@ -1,4 +1,6 @@
-"""Every shipped YAML merges onto FastReID's defaults + SFSC's keys and builds its model."""
+"""Every shipped YAML merges onto FastReID's defaults + SFSC's keys and builds its model; the Base
+configs hold the bag-of-tricks settings the paper trains with, and the data sets' Bases change
+only what their data set needs."""
 import glob
 import os
 
@@ -56,3 +58,93 @@ def test_config_builds(path, tmp_path):
     with torch.no_grad():
         feats = model({"images": torch.rand(2, 3, 64, 32) * 255})
     assert feats.shape == (2, model.heads.feat_dim)
+
+
+BASES = [c for c in CONFIGS if os.path.basename(c).startswith("Base-")]
+BASE_IDS = [os.path.relpath(c, os.path.join(os.path.dirname(__file__), "..", "configs"))
+            for c in BASES]
+# What each data set's Base may change of Base-SFSC.yml (the bag of tricks): the data set, and
+# for the CPU-sized synthetic demo its schedule, input size and augmentation.
+ALLOWED_CHANGES = {
+    "Base-SFSC.yml": set(),
+    "Base-Market1501.yml": {"DATASETS"},
+    "Base-MSMT17.yml": {"DATASETS"},
+    "Base-VeRi.yml": {"DATASETS"},
+    "Base-Synthetic.yml": {"DATASETS", "INPUT.SIZE_TRAIN", "INPUT.SIZE_TEST", "INPUT.PADDING",
+                           "INPUT.REA", "DATALOADER.NUM_WORKERS", "SOLVER", "TEST.EVAL_PERIOD",
+                           "TEST.IMS_PER_BATCH", "CUDNN_BENCHMARK", "SEED"},
+}
+
+
+def _merged(path):
+    cfg = get_cfg()
+    sfsc.add_sfsc_config(cfg)
+    cfg.merge_from_file(path)
+    return cfg
+
+
+def _flat(node, prefix=""):
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_every_base_config_is_checked():
+    assert {os.path.basename(c) for c in BASES} == set(ALLOWED_CHANGES)
+
+
+@pytest.mark.parametrize("path", BASES, ids=BASE_IDS)
+def test_base_config_keeps_the_bag_of_tricks(path):
+    from fastreid.data.datasets import DATASET_REGISTRY
+    from sfsc.config_checks import check_config
+
+    cfg = _merged(path)
+    check_config(cfg)
+    for name in cfg.DATASETS.NAMES + cfg.DATASETS.TESTS:
+        assert DATASET_REGISTRY.get(name) is not None, name
+    # Luo et al.'s settings, as the paper trains them.
+    assert cfg.MODEL.META_ARCHITECTURE == "SwitchableBaseline"
+    assert (cfg.MODEL.BACKBONE.DEPTH, cfg.MODEL.BACKBONE.LAST_STRIDE) == ("18x", 1)
+    assert cfg.MODEL.HEADS.WITH_BNNECK and cfg.MODEL.HEADS.NECK_FEAT == "before"
+    assert cfg.MODEL.LOSSES.NAME == ("CrossEntropyLoss",) and cfg.MODEL.LOSSES.CE.EPSILON == 0.1
+    assert cfg.SOLVER.OPT == "Adam"
+    assert cfg.DATALOADER.SAMPLER_TRAIN == "NaiveIdentitySampler"
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE) == (64, 4)  # 16 ids x 4
+    assert cfg.INPUT.FLIP.ENABLED and cfg.INPUT.PADDING.ENABLED
+    assert cfg.TEST.METRIC == "cosine"
+    assert (list(cfg.SFSC.WIDTHS), cfg.SFSC.COMPAT_LOSS, cfg.SFSC.AGGREGATION) == \
+        ([0.25, 0.5, 0.75], "evidential", "pcgrad")
+    # Nothing else differs from Base-SFSC.yml than what the data set needs.
+    reference = _flat(_merged(os.path.join(os.path.dirname(path), "..", "Base-SFSC.yml")
+                              if os.path.basename(path) != "Base-SFSC.yml" else path))
+    changed = {k for k, v in _flat(cfg).items() if reference[k] != v}
+    allowed = ALLOWED_CHANGES[os.path.basename(path)]
+    assert all(any(k == a or k.startswith(a + ".") for a in allowed) for k in changed), changed
+    if "SOLVER" not in allowed:  # the real data sets train exactly as the paper
+        assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.MAX_EPOCH) == \
+            (0.00035, 0.0005, 120)
+        assert list(cfg.INPUT.SIZE_TRAIN) == [256, 128]
+        assert cfg.INPUT.REA.ENABLED and cfg.INPUT.REA.PROB == 0.5
+
+
+def test_base_config_builds_the_bag_of_tricks_model():
+    from fastreid.solver import build_optimizer
+
+    cfg = _merged(os.path.join(os.path.dirname(__file__), "..", "configs", "Base-SFSC.yml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.HEADS.NUM_CLASSES = 10
+    model = build_model(cfg)
+    # BNNeck: a BatchNorm per width after pooling, its bias frozen.
+    neck = {n: p.requires_grad for n, p in model.heads.named_parameters() if ".bn." in n}
+    assert neck and all(neck[n] is (not n.endswith(".bias")) for n in neck)
+    model.eval()
+    with torch.no_grad():
+        assert model.backbone(torch.rand(1, 3, 64, 32)).shape[-2:] == (4, 2)  # last stride 1
+    optimizer, _ = build_optimizer(cfg, model, contiguous=False)
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert {g["lr"] for g in optimizer.param_groups} == {0.00035}
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0005}

@@ -2,8 +2,11 @@
 
 Holds for per-sample-mean losses (cross-entropy, evidential) once BatchNorm normalises with
 its running statistics (eval mode): in training mode each process would use the statistics of
-its own half batch. The step must use ONE collective for the gradients of all tasks; the only
-other communication is FastReID's gathering of loss values for logging (_write_metrics).
+its own half batch. The step must use ONE collective for the gradients of all tasks and one for
+the BatchNorm statistics; the only other communication is FastReID's gathering of loss values
+for logging (_write_metrics). In training mode, the processes still hold one model: identical
+parameters and BatchNorm statistics after every step, so a two-process evaluation equals a
+one-process evaluation of the checkpoint.
 """
 import argparse
 import contextlib
@@ -11,6 +14,7 @@ import os
 import socket
 from collections import Counter
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -19,9 +23,12 @@ from torch import nn
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
 from sfsc.engine.aggregation import build_aggregation
+from sfsc.engine.checkpoint import SFSCCheckpointer
 from sfsc.engine.defaults import setup_cfg
+from sfsc.engine.launch import launch
 from sfsc.engine.task_step import TaskGradientTrainer
-from sfsc.engine.trainer import broadcast_model_state
+from sfsc.engine.trainer import SFSCTrainer, broadcast_model_state
+from sfsc.evaluation.feature_extraction import extract_features
 
 WORLD = 2
 BATCH = 16  # the global batch; each process gets BATCH // WORLD
@@ -30,8 +37,8 @@ COLLECTIVES = ("all_reduce", "broadcast", "all_gather", "gather", "reduce", "sca
                "barrier", "all_gather_into_tensor", "reduce_scatter_tensor", "all_to_all")
 
 
-def _batch():
-    g = torch.Generator().manual_seed(1)
+def _batch(seed=1):
+    g = torch.Generator().manual_seed(seed)
     return {"images": torch.rand(BATCH, 3, 32, 16, generator=g) * 255,
             "targets": torch.arange(BATCH) % 8}
 
@@ -150,10 +157,11 @@ def test_two_processes_take_the_single_process_step(sfsc_cfg, tmp_path):
                 assert got["aggregation"] == getattr(trainer.aggregation, "state_dict", dict)()
                 for name, p in model.named_parameters():
                     assert torch.allclose(got["params"][name], p, atol=1e-5), (aggregation, name)
-                # One all-reduce for every task's gradient and loss; FastReID's metric
-                # gathering (all_gather of sizes + gather of values) is logging only.
+                # One all-reduce for the BatchNorm statistics, one for every task's gradient
+                # and loss; FastReID's metric gathering (all_gather of sizes + gather of
+                # values) is logging only.
                 outside = [name for name, logging in got["calls"] if not logging]
-                assert outside == ["all_reduce"], outside
+                assert outside == ["all_reduce", "all_reduce"], outside
                 assert {name for name, logging in got["calls"] if logging} <= \
                     {"all_gather", "gather"}
     assert trainer.conflicts_total > 0  # PCGrad had conflicts to project
@@ -165,3 +173,84 @@ def test_two_processes_take_the_single_process_step(sfsc_cfg, tmp_path):
     for pids0, pids1 in zip(ranks[0]["pids"], ranks[1]["pids"]):
         assert sorted(Counter(pids0).values()) == sorted(Counter(pids1).values()) == [4, 4]
         assert not set(pids0) & set(pids1)
+
+
+TRAIN_STEPS = 3
+
+
+def _bn_train_main(cfg, out_dir):
+    """TRAIN_STEPS steps with BatchNorm in training mode on this process's half batches, then
+    the two-process evaluation; rank 0 also writes the checkpoint."""
+    torch.set_num_threads(1)
+    rank = dist.get_rank()
+    try:
+        model = _model(cfg, seed=rank)
+        broadcast_model_state(model)
+        cfg.SFSC.AGGREGATION = "pcgrad"
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        batches = [_shard(_batch(seed=s), rank) for s in range(TRAIN_STEPS)]
+        trainer = TaskGradientTrainer(model, batches, optimizer, None, build_aggregation(cfg, 0))
+        result = {}
+        with EventStorage(0):
+            for i in range(TRAIN_STEPS):
+                trainer.iter = i
+                trainer.run_step()
+                if i == 0:
+                    result["first_step_bn1"] = {n: b.clone() for n, b in model.named_buffers()
+                                                if n.startswith("backbone.bn1.")}
+        result["params"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        result["buffers"] = {n: b.clone() for n, b in model.named_buffers()}
+        loader, _ = SFSCTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
+        result["feats"] = extract_features(model, loader, list(model.widths))[0]
+        result["test"] = SFSCTrainer.test(cfg, model)
+        SFSCCheckpointer(model, out_dir, save_to_disk=rank == 0).save("model_final")
+        torch.save(result, os.path.join(out_dir, f"bn_rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_in_training_mode_hold_one_model(sfsc_cfg, tmp_path):
+    cfg = sfsc_cfg
+    cfg.SFSC.WIDTHS = [0.25, 0.5]
+    cfg.DATASETS.TESTS = ("SyntheticReIDTiny",)
+    cfg.TEST.IMS_PER_BATCH = 64
+    cfg.OUTPUT_DIR = ""  # no compatibility.json from the workers
+    launch(_bn_train_main, WORLD, args=(cfg, str(tmp_path)))  # the training script's launcher
+    ranks = [torch.load(tmp_path / f"bn_rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+    # Each process saw other images, yet every parameter and statistic is the same everywhere.
+    for key in ("params", "buffers"):
+        assert ranks[0][key].keys() == ranks[1][key].keys()
+        differ = [n for n in ranks[0][key] if not torch.equal(ranks[0][key][n], ranks[1][key][n])]
+        assert not differ, (key, differ)
+    assert any("running_var" in n for n in ranks[0]["buffers"])
+
+    # Averaged, not one process's: after the first step, the first BatchNorm's running mean
+    # (whose input is conv1 of the common starting weights) is the one a single process
+    # gets from the whole global batch.
+    with EventStorage(0):
+        single = _model(cfg, seed=0)
+        optimizer = torch.optim.SGD([p for p in single.parameters() if p.requires_grad], lr=0.1)
+        trainer = TaskGradientTrainer(single, [_batch(seed=0)], optimizer, None,
+                                      build_aggregation(cfg, 0))
+        trainer.iter = 0
+        trainer.run_step()
+    means = [n for n in ranks[0]["first_step_bn1"] if n.endswith("running_mean")]
+    assert len(means) == 3  # widths 0.25, 0.5 and 1.0
+    single_buffers = dict(single.named_buffers())
+    for name in means:
+        assert torch.allclose(ranks[0]["first_step_bn1"][name], single_buffers[name],
+                              atol=1e-6), name
+
+    # One process evaluating the checkpoint sees what the two processes saw together.
+    model = build_model(cfg)
+    SFSCCheckpointer(model).load(str(tmp_path / "model_final.pth"))
+    loader, _ = SFSCTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
+    feats = extract_features(model, loader, list(model.widths))[0]
+    for width, f in feats.items():
+        assert f.shape == ranks[0]["feats"][width].shape
+        assert torch.allclose(ranks[0]["feats"][width], f, atol=1e-5), width
+    results = SFSCTrainer.test(cfg, model)
+    assert results.keys() == ranks[0]["test"].keys()
+    for key, value in results.items():
+        assert ranks[0]["test"][key] == pytest.approx(value, abs=1e-4), key

@@ -14,7 +14,29 @@ import numpy as np
 import torch
 
 __all__ = ["Aggregation", "SumAggregation", "PCGradAggregation", "AGGREGATIONS",
-           "build_aggregation"]
+           "build_aggregation", "gram_matrix"]
+
+# Columns of G converted to float64 at a time: 2^16 × T float64 values (2.6 MB for T = 5, so a
+# chunk stays in cache), where a float64 copy of the whole G would be 440 MB for ResNet-18
+# (P ≈ 11M). For ResNet-18 on one CPU thread this costs 63 ms per step against 41 ms for the
+# float32 product; on a GPU, 170 small kernels.
+GRAM_CHUNK = 1 << 16
+
+
+def gram_matrix(grads: torch.Tensor, chunk: int = GRAM_CHUNK) -> torch.Tensor:
+    """grads (T, P) float32 -> G Gᵀ (T, T) float64, accumulated in float64 over column chunks.
+
+    A float32 Gram matrix is not enough for the conflict test g_a·g_b < 0: over millions of
+    parameters its rounding error (relative 1e-4 at P = 2M) exceeds the dot product of
+    near-orthogonal gradients and flips its sign. Products of float32 values are exact in
+    float64, so only the float64 summation rounds.
+    """
+    t, p = grads.shape
+    gram = torch.zeros(t, t, dtype=torch.float64, device=grads.device)
+    for start in range(0, p, chunk):
+        block = grads[:, start:start + chunk].double()
+        gram.addmm_(block, block.t())
+    return gram
 
 
 class Aggregation:
@@ -28,9 +50,11 @@ class Aggregation:
 
     def __call__(self, grads: torch.Tensor, gram: Optional[torch.Tensor] = None,
                  out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """grads (T, P) -> aggregated gradient (P,), written into ``out`` if given."""
+        """grads (T, P) -> aggregated gradient (P,), written into ``out`` if given.
+
+        ``gram``: G Gᵀ (T, T), float64 from :func:`gram_matrix` unless given."""
         if gram is None:
-            gram = grads @ grads.t()
+            gram = gram_matrix(grads)
         coef = self.coefficients(gram.double()).to(device=grads.device, dtype=grads.dtype)
         if out is None:
             return coef @ grads

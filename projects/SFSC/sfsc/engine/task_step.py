@@ -1,7 +1,9 @@
 """The SFSC training step: one forward of every sub-model, one gradient per task, one update.
 
 step: losses = model(batch)  ->  G (T×P) = per-task gradients  ->  all-reduce G (DDP)
-      ->  Gram = G Gᵀ  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG  ->  optimizer.step()
+      (and average the BatchNorm running statistics, see running_stats.py)
+      ->  Gram = G Gᵀ (float64)  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG
+      ->  optimizer.step()
 Under AMP every task's loss is scaled by the same GradScaler factor, the projection runs on the
 scaled gradients (it is scale-invariant), and GradScaler unscales / skips / steps once;
 gradient norms and conflicts are logged unscaled. The CUDA paths (fp16 + GradScaler, NCCL)
@@ -20,7 +22,8 @@ from fastreid.engine.train_loop import SimpleTrainer
 from fastreid.utils import comm
 from fastreid.utils.events import get_event_storage
 
-from .aggregation import Aggregation
+from .aggregation import Aggregation, gram_matrix
+from .running_stats import average_running_stats
 from .task_gradients import TaskGradients
 
 logger = logging.getLogger(__name__)
@@ -77,8 +80,12 @@ class TaskGradientTrainer(SimpleTrainer):
             self.task_grads = TaskGradients(params, len(losses))
         scaled = [self.grad_scaler.scale(loss) for loss in losses] if self.grad_scaler else losses
         grads = self.task_grads.compute(scaled)
+        # The forward updated each process's BatchNorm statistics from its own mini-batch;
+        # averaged before any skip, so every process keeps one model. Not before the
+        # backward: BatchNorm in eval mode saved its running statistics for it.
+        average_running_stats(self.model)
         self.task_grads.all_reduce_mean()
-        gram = grads @ grads.t()
+        gram = gram_matrix(grads)  # float64: near-orthogonal tasks keep their conflict sign
         # Decided on all-reduced values, so every process skips the same steps. Under AMP a
         # non-finite gradient with finite losses is GradScaler's business (it skips and
         # lowers the scale); a non-finite loss is not something a smaller scale fixes.

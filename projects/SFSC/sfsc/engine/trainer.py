@@ -33,7 +33,8 @@ def broadcast_model_state(model: torch.nn.Module, src: int = 0) -> None:
     """Copy process ``src``'s parameters and buffers to every process (a no-op alone).
 
     Without DistributedDataParallel nothing else makes the starting weights identical; from
-    then on every process applies the same all-reduced update. Modules kept outside the module
+    then on every process applies the same all-reduced update, and the step averages the
+    BatchNorm running statistics (``average_running_stats``). Modules kept outside the module
     tree (a frozen old model) are loaded from the same file by every process.
     """
     if comm.get_world_size() > 1:
@@ -60,7 +61,9 @@ class SFSCTrainer(DefaultTrainer):
     """Trains a switchable model: every sub-model on every batch, one update per step.
 
     The model is not wrapped in DistributedDataParallel: the step all-reduces the per-task
-    gradients itself (one collective for all tasks) before aggregating them.
+    gradients itself (one collective for all tasks) before aggregating them, and averages the
+    BatchNorm running statistics (a second one) so that every process evaluates and saves
+    the same model.
     """
 
     def __init__(self, cfg):
