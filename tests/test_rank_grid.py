@@ -2,7 +2,6 @@
 and red frames where the ranking is known by construction, explicit row order, side by side."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from dataset_fixtures import build_market1501, train_tiny
+from deploy_models import run_tool
 from PIL import Image
 
 from sfsc.evaluation.rank_grid import (
@@ -141,22 +141,15 @@ def test_cli_from_feature_files_needs_an_order(sets, tmp_path):
         assert img.size == GridLayout(rows=2, k=3).size
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("visualize_ranks", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_from_a_trained_model_side_by_side(tmp_path, monkeypatch, capsys):
     root = str(tmp_path / "datasets")
     build_market1501(root)
     monkeypatch.setattr("fastreid.data.build._root", root)
     out = train_tiny("Market1501/sfsc_R18.yml", str(tmp_path / "run"))
     png = tmp_path / "grid.png"
-    code = _tool().main(["--model-dir", out, "--query-width", "0.25", "--compare-width", "1.0",
-                         "--gallery-width", "1.0", "--order", "best", "--topk", "4",
-                         "--output", str(png)])
+    code = run_tool("visualize_ranks", [
+        "--model-dir", out, "--query-width", "0.25", "--compare-width", "1.0",
+        "--gallery-width", "1.0", "--order", "best", "--topk", "4", "--output", str(png)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "query 0.25x -> gallery 1x" in printed and "query 1x -> gallery 1x" in printed
