@@ -104,21 +104,20 @@ def test_corpus_shares_no_identity_or_camera_with_the_benchmark_datasets():
 
 def test_tool_prints_the_overrides_and_is_a_cache_hit_the_second_time(tmp_path, capsys,
                                                                       monkeypatch):
-    from deploy_models import load_tool
+    from deploy_models import run_tool
 
     monkeypatch.setenv("FASTREID_DATASETS", str(tmp_path / "data"))  # the corpus goes there
 
     argv = ["--num-ids", "6", "--images-per-id", "8", "8", "--size", "32", "16", "--batch-size",
             "8", "--steps", "2", "--warmup-steps", "1", "--threads", "1",
             "--output-root", str(tmp_path / "out")]
-    tool = load_tool("pretrain")
-    assert tool.main(argv) == 0
+    assert run_tool("pretrain", argv) == 0
     first = capsys.readouterr().out.strip().splitlines()
     assert first[-2].startswith("Done: ")
     path = first[-2][len("Done: "):]
     assert first[-1] == f"MODEL.BACKBONE.PRETRAIN True MODEL.BACKBONE.PRETRAIN_PATH {path}"
-    assert tool.main(argv) == 0
+    assert run_tool("pretrain", argv) == 0
     assert capsys.readouterr().out.strip().splitlines()[-2] == f"Cached: {path}"
-    assert tool.main(argv + ["--num-ids", "2000"]) == 2
+    assert run_tool("pretrain", argv + ["--num-ids", "2000"]) == 2
     assert "at most 1501 identities" in capsys.readouterr().err
     assert os.listdir(tmp_path / "data") == ["SyntheticPretrain-" + TINY.corpus_key()]
