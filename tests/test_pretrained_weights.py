@@ -92,6 +92,24 @@ def test_hub_cache_file_initialises_every_width_as_torchvision_computes(hub):
                 assert model.backbone(x).shape[1] == c
 
 
+def test_a_model_narrower_than_the_weights_takes_their_leading_channels(hub):
+    # A unified 0.25x model holds only that width: it starts as the 0.25x sub-model of the
+    # full network would, from the leading rows / columns of every dense weight.
+    path, reference = _hub_file(hub.folder)
+    hub.serve(path)
+    cfg = _cfg()
+    cfg.SFSC.WIDTHS, cfg.SFSC.TRAIN_WIDTH, cfg.SFSC.COMPAT_LOSS = [], 0.25, "none"
+    model = build_model(cfg)
+    conv = model.backbone.layer2[0].conv1.weight
+    dense = reference.layer2[0].conv1.weight
+    assert conv.shape[0] < dense.shape[0] and conv.shape[1] < dense.shape[1]
+    assert torch.equal(conv, dense[:conv.shape[0], :conv.shape[1]])
+    bad = {k: v[:, :1] if k == "layer2.0.conv1.weight" else v for k, v in
+           torch.load(path, weights_only=True).items()}  # fewer input channels than needed
+    with pytest.raises(ValueError, match="layer2.0.conv1.weight should have shape"):
+        load_torchvision_state(model.backbone, bad)
+
+
 def test_damaged_cache_file_is_a_named_checksum_error(hub):
     path, _ = _hub_file(hub.folder)
     hub.serve(path)

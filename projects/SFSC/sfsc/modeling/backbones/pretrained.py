@@ -216,8 +216,9 @@ def check_pretrained(cfg) -> Optional[str]:
 def load_torchvision_state(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> int:
     """Copy dense weights into ``model``'s switchable layers; returns the number of layers loaded.
 
-    Conv / linear weights are copied whole (every width slices them); each width's BN takes the
-    leading channels of the dense BN. Keys the model does not have (e.g. an ImageNet classifier)
+    Conv / linear weights are copied whole (every width slices them; a network narrower than
+    the weights takes their leading channels); each width's BN takes the leading channels of
+    the dense BN. Keys the model does not have (e.g. an ImageNet classifier)
     are ignored. Raises ValueError if a switchable layer's weight is missing or has another shape.
     """
     loaded = 0
@@ -228,12 +229,16 @@ def load_torchvision_state(model: nn.Module, state_dict: Dict[str, torch.Tensor]
                 if own is None:
                     continue
                 key = f"{name}.{tensor}"
-                if key not in state_dict or state_dict[key].shape != own.shape:
-                    found = tuple(state_dict[key].shape) if key in state_dict else "nothing"
+                src = state_dict.get(key)
+                # A network whose widest width is below 1.0 (a unified 0.25x model) takes the
+                # leading channels, as that width of the full switchable network does.
+                if src is None or src.dim() != own.dim() or src.shape[2:] != own.shape[2:] \
+                        or any(s < o for s, o in zip(src.shape, own.shape)):
+                    found = tuple(src.shape) if src is not None else "nothing"
                     raise ValueError(f"pretrained weights: {key} should have shape "
                                      f"{tuple(own.shape)}, found {found}; they are not those of "
                                      "this architecture at 1.0x")
-                own.data.copy_(state_dict[key])
+                own.data.copy_(src[tuple(slice(0, n) for n in own.shape)])
             loaded += 1
         elif isinstance(module, (SwitchableBatchNorm2d, SwitchableBatchNorm1d)):
             for w, c in zip(module.widths, module.num_features_list):
