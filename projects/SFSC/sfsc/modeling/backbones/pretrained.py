@@ -231,9 +231,12 @@ def load_torchvision_state(model: nn.Module, state_dict: Dict[str, torch.Tensor]
                 key = f"{name}.{tensor}"
                 src = state_dict.get(key)
                 # A network whose widest width is below 1.0 (a unified 0.25x model) takes the
-                # leading channels, as that width of the full switchable network does.
+                # leading channels, as that width of the full switchable network does; at 1.0
+                # the shapes must agree (another architecture, e.g. a 0.5 depth multiplier).
+                narrower = max(module.widths) < 1.0
                 if src is None or src.dim() != own.dim() or src.shape[2:] != own.shape[2:] \
-                        or any(s < o for s, o in zip(src.shape, own.shape)):
+                        or any(s < o for s, o in zip(src.shape, own.shape)) \
+                        or (src.shape != own.shape and not narrower):
                     found = tuple(src.shape) if src is not None else "nothing"
                     raise ValueError(f"pretrained weights: {key} should have shape "
                                      f"{tuple(own.shape)}, found {found}; they are not those of "
