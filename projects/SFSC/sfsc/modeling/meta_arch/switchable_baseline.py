@@ -151,8 +151,8 @@ class SwitchableBaseline(Baseline):
         if hasattr(neck, "active_bn"):
             with width_context(self, width):
                 d[f"bnneck_gamma@{width:g}"] = neck.active_bn().weight.abs().mean()
-        d[f"pool_feat_norm@{width:g}"] = out["features"].float().norm(dim=1).mean() \
-            if self.heads.neck_feat == "before" else out["neck_feat"].new_zeros(())
+        if self.heads.neck_feat == "before":  # "features" is then the pooled backbone output
+            d[f"pool_feat_norm@{width:g}"] = out["features"].float().norm(dim=1).mean()
         d[f"feat_norm@{width:g}"] = out["neck_feat"].float().norm(dim=1).mean()
         if logits is not None:
             d[f"logit_std@{width:g}"] = logits.float().std(dim=1).mean()
