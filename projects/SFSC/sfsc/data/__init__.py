@@ -4,6 +4,8 @@ from .custom import CustomReID  # noqa: F401  (registers)
 from .datasets import (  # noqa: F401  (registers)
     SyntheticReID,
     SyntheticReIDEasy,
+    SyntheticReIDHard,
+    SyntheticReIDLarge,
     SyntheticReIDTiny,
     parse_name,
 )
@@ -11,6 +13,8 @@ from .errors import DatasetError  # noqa: F401
 from .params import (  # noqa: F401
     SYNTHETIC_REID,
     SYNTHETIC_REID_EASY,
+    SYNTHETIC_REID_HARD,
+    SYNTHETIC_REID_LARGE,
     SYNTHETIC_REID_TINY,
     GenerationParams,
 )

@@ -14,10 +14,18 @@ from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
 
 from .layout import GALLERY_DIR, QUERY_DIR, TRAIN_DIR
-from .params import SYNTHETIC_REID, SYNTHETIC_REID_EASY, SYNTHETIC_REID_TINY, GenerationParams
+from .params import (
+    SYNTHETIC_REID,
+    SYNTHETIC_REID_EASY,
+    SYNTHETIC_REID_HARD,
+    SYNTHETIC_REID_LARGE,
+    SYNTHETIC_REID_TINY,
+    GenerationParams,
+)
 from .synthetic import ensure_synthetic_reid
 
-__all__ = ["SyntheticReID", "SyntheticReIDTiny", "SyntheticReIDEasy", "parse_name"]
+__all__ = ["SyntheticReID", "SyntheticReIDTiny", "SyntheticReIDEasy", "SyntheticReIDHard",
+           "SyntheticReIDLarge", "parse_name"]
 
 # pid, camera, sequence, frame, box: Market-1501's naming, e.g. 0042_c3s2_004711_01.jpg
 _NAME = re.compile(r"^(\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
@@ -99,3 +107,21 @@ class SyntheticReIDEasy(_SyntheticMarket):
     folder = "SyntheticReIDEasy"
     dataset_name = "synthreideasy"
     params = SYNTHETIC_REID_EASY
+
+
+@DATASET_REGISTRY.register()
+class SyntheticReIDHard(_SyntheticMarket):
+    """Testbed candidate: SyntheticReID's sizes with look-alike identities (groups of 8)."""
+
+    folder = "SyntheticReIDHard"
+    dataset_name = "synthreidhard"
+    params = SYNTHETIC_REID_HARD
+
+
+@DATASET_REGISTRY.register()
+class SyntheticReIDLarge(_SyntheticMarket):
+    """Testbed candidate: 512 train and 128 test identities, otherwise as SyntheticReID."""
+
+    folder = "SyntheticReIDLarge"
+    dataset_name = "synthreidlarge"
+    params = SYNTHETIC_REID_LARGE

@@ -9,7 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
-__all__ = ["GenerationParams", "SYNTHETIC_REID", "SYNTHETIC_REID_TINY", "SYNTHETIC_REID_EASY"]
+__all__ = ["GenerationParams", "SYNTHETIC_REID", "SYNTHETIC_REID_TINY", "SYNTHETIC_REID_EASY",
+           "SYNTHETIC_REID_HARD", "SYNTHETIC_REID_LARGE"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,13 @@ SYNTHETIC_REID_TINY = GenerationParams(
 SYNTHETIC_REID_EASY = dataclasses.replace(
     SYNTHETIC_REID_TINY, camera_cast=0.08, camera_blur=(0.0, 0.5), camera_lowres=(0.8, 1.0),
     camera_brightness=(0.85, 1.1), outfit_group_size=1, occlusion_rate=0.1, clutter_rate=0.2)
+
+#: Testbed candidate (``SyntheticReIDHard``): the benchmark set with more look-alike identities
+#: (larger outfit groups, fewer and smaller differences inside a group), so that telling
+#: identities apart takes finer features.
+SYNTHETIC_REID_HARD = dataclasses.replace(
+    SYNTHETIC_REID, outfit_group_size=8, outfit_mutation=0.2, outfit_colour_jitter=0.05)
+
+#: Testbed candidate (``SyntheticReIDLarge``): twice the benchmark set's training identities,
+#: the same test split size, so that the classifier and features must separate more classes.
+SYNTHETIC_REID_LARGE = dataclasses.replace(SYNTHETIC_REID, num_train_ids=512)
