@@ -52,10 +52,15 @@ def _package_modules():
 MODULES = {name: (path, is_init) for name, path, is_init in _package_modules()}
 
 
-def _imported(module: str, path: str, is_init: bool):
-    """(line, imported sfsc module) for every import statement of the file, at any depth."""
+def _parse(path: str) -> ast.Module:
     with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), filename=path)
+        return ast.parse(f.read(), filename=path)
+
+
+def _imported(module: str, path: str, is_init: bool, tree=None):
+    """(line, imported sfsc module) for every import statement of ``tree`` (the file's, unless
+    given), at any depth."""
+    tree = _parse(path) if tree is None else tree
     package = module if is_init else module.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -102,3 +107,17 @@ def test_imports_go_downwards(module):
               for line, target in _imported(module, path, is_init)
               if _layer_of(target) is not None and _layer_of(target) > own]
     assert not upward, f"{module} (layer {LAYERS[own]}) imports upwards: {upward}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_package_imports_are_at_module_level(module):
+    # An import of the package's own modules inside a function hides an edge of the graph (it
+    # is how an upward import dodges a cycle); lazy imports of optional third-party modules
+    # (faiss, matplotlib, ...) are not concerned.
+    path, is_init = MODULES[module]
+    nested = []
+    for node in ast.walk(_parse(path)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            nested += [f"line {line}: {target}" for line, target in
+                       _imported(module, path, is_init, ast.Module(node.body, []))]
+    assert not nested, f"{module} imports package modules inside a function or class: {nested}"
