@@ -14,7 +14,8 @@ def add_sfsc_config(cfg: CN) -> None:
 
     # How ShuffleNet v1's grouped 1x1 convs take a narrow width's weight: leading (the first
     # rows of the whole weight) | per_group (the first rows of each group); see
-    # sfsc/modeling/switchable.py. Other backbones ignore it.
+    # sfsc/modeling/switchable.py; leading chosen in benchmarks/shufflenet_grouping/. Other
+    # backbones ignore it.
     _C.MODEL.BACKBONE.GROUP_SLICING = "leading"
 
     _C.SFSC = CN()

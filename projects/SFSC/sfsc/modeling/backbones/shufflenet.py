@@ -10,6 +10,10 @@ Widths: grouped convs keep ``groups`` at every width, so every stage output is a
 4·g (its bottleneck, a quarter of it, then splits into g groups) and the stem a multiple of g
 (a stage's first branch produces ``out - stem`` channels, which its grouped conv needs divisible
 by g). Channel shuffle reads the channel count from its input, so it works at every width.
+
+Grouped convs slice their weight by leading rows (``MODEL.BACKBONE.GROUP_SLICING`` "leading")
+by default, because per-group slicing did not train more compatible sub-models on both SFSC and
+BCT-S (behind on BCT-S, within the seed spread on SFSC): benchmarks/shufflenet_grouping/RESULTS.md.
 """
 from __future__ import annotations
 
