@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fastreid.modeling.meta_arch import build_model
-from sfsc.engine.checkpoint import SFSCCheckpointer
+from sfsc.fastreid.checkpoint import SFSCCheckpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

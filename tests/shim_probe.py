@@ -8,7 +8,7 @@ import os
 import sys
 
 COMPAT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      "projects", "SFSC", "sfsc", "fastreid_compat.py")
+                      "projects", "SFSC", "sfsc", "fastreid", "compat.py")
 
 
 def probe_imports():
@@ -146,10 +146,10 @@ if __name__ == "__main__":
     probe, skip = sys.argv[1], sys.argv[2:]
     try:
         # Loaded by path: importing the sfsc package would apply every shim.
-        spec = importlib.util.spec_from_file_location("fastreid_compat", COMPAT)
-        fastreid_compat = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(fastreid_compat)
-        fastreid_compat.apply_all(skip=skip)
+        spec = importlib.util.spec_from_file_location("compat", COMPAT)
+        compat = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(compat)
+        compat.apply_all(skip=skip)
         PROBES[probe]()
         print("OK")
     except BaseException as e:  # report, do not crash: the test reads the outcome

@@ -278,3 +278,16 @@ def test_registered_build_functions(name, depth, cls):
     cfg.MODEL.BACKBONE.DEPTH = "50x"  # FastReID's default, meaningless for these backbones
     with pytest.raises(ValueError, match="MODEL.BACKBONE.DEPTH '50x'"):
         build_backbone(cfg)
+
+
+@pytest.mark.parametrize("rule", ["leading", "per_group"])
+def test_group_slicing_key_reaches_shufflenet_grouped_convs(rule):
+    cfg = _cfg("build_switchable_shufflenet_backbone", "2.0x")
+    assert cfg.MODEL.BACKBONE.GROUP_SLICING == "leading"  # the default
+    cfg.MODEL.BACKBONE.GROUP_SLICING = rule
+    convs = [m for m in build_backbone(cfg).modules() if isinstance(m, SwitchableConv2d)]
+    grouped = [m for m in convs if not m.depthwise and m.groups_list[-1] > 1]
+    assert grouped and all(m.group_slicing == rule for m in grouped)
+    cfg.MODEL.BACKBONE.GROUP_SLICING = "rows"
+    with pytest.raises(ValueError, match="group_slicing"):
+        build_backbone(cfg)

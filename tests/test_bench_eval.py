@@ -3,8 +3,9 @@ import json
 
 import numpy as np
 
-from sfsc.benchmark import eval_speed
-from sfsc.benchmark.eval_speed import METRICS, SCALES, SpeedSettings, compare, plan_fastreid
+from sfsc.benchmark import eval_speed, eval_timing
+from sfsc.benchmark.eval_speed import SCALES, SpeedSettings, compare, plan_fastreid
+from sfsc.benchmark.eval_timing import METRICS
 from sfsc.benchmark.synthetic_features import generate, load_features
 from sfsc.evaluation import evaluate_compatibility
 
@@ -48,7 +49,7 @@ def test_differences_are_accepted_only_inside_fastreid_tie_range():
 def test_report_agrees_with_fastreid(monkeypatch):
     # The child processes' work runs in this process: same code, without paying the imports
     # of two more interpreters.
-    monkeypatch.setattr(eval_speed, "_run_child", eval_speed.run_child)
+    monkeypatch.setattr(eval_speed, "_run_child", eval_timing.run_child)
     report = eval_speed.run_benchmark(
         SpeedSettings(num_query=60, num_gallery=400, num_ids=20, num_cams=3, num_distractors=0,
                       dim=32, widths=[0.5, 1.0], rankers=["python"], python_queries=30),

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fastreid.modeling.meta_arch import build_model
-from sfsc.engine.checkpoint import CheckpointError, SFSCCheckpointer
+from sfsc.fastreid.checkpoint import CheckpointError, SFSCCheckpointer
 
 
 class _RunsCode:

@@ -9,7 +9,8 @@ import pytest
 import sfsc
 from fastreid.config import get_cfg
 from fastreid.modeling.meta_arch import build_model
-from sfsc.config_checks import ConfigError, check_config, merge_config
+from sfsc.config_checks import ConfigError, merge_config
+from sfsc.engine.defaults import check_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "Synthetic", "sfsc_R18.yml")

@@ -10,7 +10,7 @@ import torch
 import sfsc
 from fastreid.config import get_cfg
 from fastreid.modeling.meta_arch import build_model
-from sfsc.engine.checkpoint import SFSCCheckpointer
+from sfsc.fastreid.checkpoint import SFSCCheckpointer
 from sfsc.modeling.backbones.pretrained import torchvision_weights
 from sfsc.modeling.meta_arch.old_model import old_model_config
 
@@ -102,7 +102,7 @@ def test_every_base_config_is_checked():
 @pytest.mark.parametrize("path", BASES, ids=BASE_IDS)
 def test_base_config_keeps_the_bag_of_tricks(path):
     from fastreid.data.datasets import DATASET_REGISTRY
-    from sfsc.config_checks import check_config
+    from sfsc.engine.defaults import check_config
 
     cfg = _merged(path)
     check_config(cfg)

@@ -23,12 +23,12 @@ from torch import nn
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
 from sfsc.engine.aggregation import build_aggregation
-from sfsc.engine.checkpoint import SFSCCheckpointer
 from sfsc.engine.defaults import setup_cfg
-from sfsc.engine.launch import launch
 from sfsc.engine.task_step import TaskGradientTrainer
 from sfsc.engine.trainer import SFSCTrainer, broadcast_model_state
 from sfsc.evaluation.feature_extraction import extract_features
+from sfsc.fastreid.checkpoint import SFSCCheckpointer
+from sfsc.fastreid.launch import launch
 
 WORLD = 2
 BATCH = 16  # the global batch; each process gets BATCH // WORLD

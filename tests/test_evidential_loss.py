@@ -167,7 +167,8 @@ def test_kl_weight_schedules(sfsc_cfg, schedule, iteration, epoch, expected):
                                        ("KL_NORM", "max"), ("KL_SCHEDULE", "cosine"),
                                        ("PRIOR", 0.0)])
 def test_unknown_evidential_choices_are_config_errors(sfsc_cfg, key, value):
-    from sfsc.config_checks import ConfigError, check_config
+    from sfsc.config_checks import ConfigError
+    from sfsc.engine.defaults import check_config
 
     setattr(sfsc_cfg.SFSC.EVIDENTIAL, key, value)
     with pytest.raises(ConfigError, match=f"SFSC.EVIDENTIAL.{key}"):

@@ -22,6 +22,7 @@ BUILDERS = {
     "resnet50": lambda: SwitchableResNet(WIDTHS, "50x"),
     "mobilenetv2": lambda: SwitchableMobileNetV2(WIDTHS),
     "shufflenet_g3_2x": lambda: SwitchableShuffleNet(WIDTHS),
+    "shufflenet_g3_2x_per_group": lambda: SwitchableShuffleNet(WIDTHS, group_slicing="per_group"),
     "shufflenetv2": lambda: SwitchableShuffleNetV2(WIDTHS),
 }
 
@@ -65,6 +66,19 @@ def test_static_export_matches_switchable(name):
     full = next(m for m in model.modules() if isinstance(m, SwitchableConv2d)
                 and m.in_channels > 3)
     assert conv.weight.shape[0] < full.weight.shape[0]  # physically smaller, not masked
+
+
+def test_shufflenet_group_slicing_rules_share_the_full_net_only():
+    """Same weights, two rules: the full width is one network, a narrow width is another."""
+    torch.manual_seed(0)
+    leading = SwitchableShuffleNet(WIDTHS).eval()
+    per_group = SwitchableShuffleNet(WIDTHS, group_slicing="per_group").eval()
+    per_group.load_state_dict(leading.state_dict())
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        for w in WIDTHS:
+            a, b = export_static(leading, w)(x), export_static(per_group, w)(x)
+            assert torch.allclose(a, b, atol=1e-5) == (w == 1.0)
 
 
 def test_export_keeps_train_mode_and_rejects_unknown_width():

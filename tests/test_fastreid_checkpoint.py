@@ -18,8 +18,8 @@ from fastreid.utils.checkpoint import Checkpointer
 from sfsc.config_checks import ConfigError
 from sfsc.data.loaders import build_test_loader
 from sfsc.engine import SFSCTrainer
-from sfsc.engine.checkpoint import CheckpointError
 from sfsc.evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model
+from sfsc.fastreid.checkpoint import CheckpointError
 from sfsc.modeling.fastreid_checkpoint import (
     DenseCheckpointError,
     init_from_dense,

@@ -58,10 +58,10 @@ def test_shims_are_sufficient(outcomes):
 
 
 def test_every_shim_names_the_fastreid_file_it_fixes():
-    from sfsc import fastreid_compat
+    from sfsc.fastreid import compat
 
-    assert {s.name for s in fastreid_compat.SHIMS} == set(CASES)
-    for shim in fastreid_compat.SHIMS:
+    assert {s.name for s in compat.SHIMS} == set(CASES)
+    for shim in compat.SHIMS:
         assert shim.fixes.startswith("fastreid/")
 
 

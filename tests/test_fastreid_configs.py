@@ -16,7 +16,8 @@ import sfsc
 from fastreid.config import get_cfg
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
-from sfsc.config_checks import ConfigError, check_config, merge_config
+from sfsc.config_checks import ConfigError, merge_config
+from sfsc.engine.defaults import check_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,11 +13,11 @@ from fastreid.config import get_cfg
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
 from sfsc import add_sfsc_config
-from sfsc.config_checks import check_config
 from sfsc.engine.aggregation import build_aggregation
-from sfsc.engine.checkpoint import SFSCCheckpointer
+from sfsc.engine.defaults import check_config
 from sfsc.engine.task_step import TaskGradientTrainer
 from sfsc.engine.trainer import SFSCTrainer
+from sfsc.fastreid.checkpoint import SFSCCheckpointer
 from sfsc.modeling.meta_arch.old_model import old_model_config
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "Market1501")

@@ -23,7 +23,7 @@ import sfsc  # noqa: F401  (before FastReID: compatibility patches)
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.transforms import build_transforms
 from fastreid.modeling.meta_arch import build_model
-from sfsc.engine.checkpoint import SFSCCheckpointer
+from sfsc.fastreid.checkpoint import SFSCCheckpointer
 from sfsc.modeling.switchable import width_context
 
 # (registry name, fixture builder, FastReID's prefix for training labels, sfsc_R18 config)

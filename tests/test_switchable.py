@@ -92,3 +92,58 @@ def test_to_static_is_physically_smaller_and_equal():
     assert isinstance(static, nn.Conv2d) and not isinstance(static, SwitchableConv2d)
     assert static.weight.shape == (8, 4, 3, 3)
     assert torch.allclose(static(x), conv(x))
+
+
+def _per_group_reference(weight, bias, x, cout, cin, g):
+    """Grouped conv built by hand: sub-group j's conv holds rows of the full weight's group j."""
+    per_full, per_out, per_in = weight.shape[0] // g, cout // g, cin // g
+    outs = []
+    for j in range(g):
+        rows = slice(j * per_full, j * per_full + per_out)
+        w_j = weight[rows, :per_in]  # group j of the full net, its leading rows and inputs
+        b_j = bias[rows] if bias is not None else None
+        outs.append(torch.nn.functional.conv2d(x[:, j * per_in:(j + 1) * per_in], w_j, b_j,
+                                               padding=1))
+    return torch.cat(outs, 1)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_per_group_slicing_takes_each_groups_leading_rows(bias):
+    # 0.25x keeps 3 of 12 outputs: fewer than a group's 4, where the two rules differ
+    conv = SwitchableConv2d(WIDTHS, [3, 6, 12], [3, 6, 12], 3, padding=1, groups=3, bias=bias,
+                            group_slicing="per_group")
+    leading = SwitchableConv2d(WIDTHS, [3, 6, 12], [3, 6, 12], 3, padding=1, groups=3,
+                               bias=bias)
+    leading.load_state_dict(conv.state_dict())
+    for i, w in enumerate(WIDTHS):
+        set_width(conv, w)
+        set_width(leading, w)
+        cin, cout = conv.in_channels_list[i], conv.out_channels_list[i]
+        x = torch.randn(2, cin, 5, 5)
+        expected = _per_group_reference(conv.weight, conv.bias, x, cout, cin, 3)
+        assert torch.allclose(conv(x), expected, atol=1e-6)
+        assert torch.allclose(conv.to_static(i)(x), expected, atol=1e-6)
+        if w < 1.0:
+            assert not torch.allclose(leading(x), expected, atol=1e-4)
+        else:  # the full width is the whole weight under either rule
+            assert torch.allclose(leading(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, "depthwise"])
+def test_group_slicing_rules_coincide_without_groups(groups):
+    channels = [3, 6, 12]
+    a = SwitchableConv2d(WIDTHS, channels, channels, 3, padding=1, groups=groups, bias=True)
+    b = SwitchableConv2d(WIDTHS, channels, channels, 3, padding=1, groups=groups, bias=True,
+                         group_slicing="per_group")
+    b.load_state_dict(a.state_dict())
+    for i, w in enumerate(WIDTHS):
+        set_width(a, w)
+        set_width(b, w)
+        x = torch.randn(2, channels[i], 5, 5)
+        assert torch.equal(a(x), b(x))
+        assert torch.equal(a.to_static(i).weight, b.to_static(i).weight)
+
+
+def test_unknown_group_slicing_is_rejected():
+    with pytest.raises(ValueError, match="group_slicing"):
+        SwitchableConv2d(WIDTHS, 12, 12, 1, groups=3, group_slicing="interleaved")

@@ -7,8 +7,10 @@
 """
 import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
 from fastreid.engine import default_argument_parser
-from sfsc.engine import SFSCCheckpointer, SFSCTrainer, launch, setup_cfg
+from sfsc.engine import SFSCTrainer, setup_cfg
 from sfsc.engine.defaults import exit_on_user_error
+from sfsc.fastreid.checkpoint import SFSCCheckpointer
+from sfsc.fastreid.launch import launch
 
 
 def main(args):

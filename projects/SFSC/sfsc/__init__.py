@@ -1,11 +1,11 @@
 """SFSC: switchable, self-compatible representation learning as a FastReID project.
 
 Importing the package patches FastReID for modern Python / torch / numpy (see
-``fastreid_compat``) and registers SFSC's backbones, heads, meta-architecture and datasets.
+``sfsc.fastreid.compat``) and registers SFSC's backbones, heads, meta-architecture and datasets.
 """
-from . import fastreid_compat
+from .fastreid import compat
 
-fastreid_compat.apply_all()
+compat.apply_all()
 
 from . import data, modeling  # noqa: E402,F401  (registers datasets, backbones, heads, ...)
 from .config import add_sfsc_config, model_widths  # noqa: E402

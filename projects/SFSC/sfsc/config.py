@@ -12,6 +12,12 @@ def add_sfsc_config(cfg: CN) -> None:
 
     _C.SEED = -1  # < 0: a random seed, logged and written to OUTPUT_DIR/seed.txt
 
+    # How ShuffleNet v1's grouped 1x1 convs take a narrow width's weight: leading (the first
+    # rows of the whole weight) | per_group (the first rows of each group); see
+    # sfsc/modeling/switchable.py; leading chosen in benchmarks/shufflenet_grouping/. Other
+    # backbones ignore it.
+    _C.MODEL.BACKBONE.GROUP_SLICING = "leading"
+
     _C.SFSC = CN()
     # Crop ratios of the switchable sub-models, relative to the full (1.0x) network.
     _C.SFSC.WIDTHS = [0.25, 0.5, 0.75]

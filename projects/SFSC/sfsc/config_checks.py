@@ -1,9 +1,11 @@
-"""Config loading that explains its errors, and checks of SFSC's keys before anything is built.
+"""Config loading that explains its errors, and the checks of config keys that need no other
+part of SFSC (width lists, FastReID keys a switchable model cannot honour).
 
 yacs reports a misspelt key as ``KeyError('Non-existent config key: SFSC.WIDHTS')`` (or an
 AssertionError from the command line) and a bad width list only much later, deep inside model
 construction. Here each problem becomes one :class:`ConfigError` whose message names the key,
-the closest valid key or the valid values, and the fix.
+the closest valid key or the valid values, and the fix. The whole check, which also asks the
+loss and aggregation registries, is ``sfsc.engine.defaults.check_config``.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import yaml
 
 from fastreid.layers import any_softmax, pooling
 
-__all__ = ["ConfigError", "merge_config", "check_config", "check_fastreid_keys", "all_keys"]
+__all__ = ["ConfigError", "merge_config", "check_widths", "check_fastreid_keys", "all_keys"]
 
 
 class ConfigError(ValueError):
@@ -71,7 +73,9 @@ def merge_config(cfg, config_file: str = "", opts: Sequence[str] = ()) -> None:
                           "(no spaces) and tuples as (\"A\",).") from None
 
 
-def _check_widths(widths: Iterable[float], key: str, allow_full: bool) -> List[float]:
+def check_widths(widths: Iterable[float], key: str, allow_full: bool) -> List[float]:
+    """``widths`` as a list; ConfigError unless each is a crop ratio in (0, 1) (in (0, 1] with
+    ``allow_full``) and none repeats. ``key`` names them in the message."""
     values = list(widths)
     for w in values:
         ok = isinstance(w, (int, float)) and math.isfinite(w) and 0 < w and (
@@ -174,40 +178,3 @@ def check_fastreid_keys(cfg) -> None:
         if node:
             raise ConfigError(f"{key} is True, but SFSC's many-to-many evaluator does not apply "
                               f"{what}; set it False.")
-
-
-def check_config(cfg) -> None:
-    """Check SFSC's keys (widths, losses, aggregation, one-to-one set-up) and the FastReID keys
-    a switchable model cannot honour; raise ConfigError."""
-    from .engine.aggregation import AGGREGATIONS
-    from .modeling.losses import build_compat_loss
-
-    s = cfg.SFSC
-    widths = _check_widths(s.WIDTHS, "SFSC.WIDTHS", allow_full=False)
-    _check_widths([s.TRAIN_WIDTH], "SFSC.TRAIN_WIDTH", allow_full=True)
-    try:  # the loss checks its own name and keys (SFSC.EVIDENTIAL.*, SFSC.ASYMMETRIC.*)
-        build_compat_loss(cfg)
-    except ValueError as e:
-        raise ConfigError(f"{e}.") from None
-    if s.AGGREGATION not in AGGREGATIONS:
-        raise ConfigError(f"SFSC.AGGREGATION {s.AGGREGATION!r} is not one of "
-                          f"{sorted(AGGREGATIONS)}.")
-    if s.COMPAT_LOSS != "none" and not widths:
-        raise ConfigError(f"SFSC.WIDTHS is empty but SFSC.COMPAT_LOSS is {s.COMPAT_LOSS!r}: "
-                          "there is no sub-model to make compatible. List the sub-model widths "
-                          "(e.g. [0.25,0.5,0.75]) or, for a plain single-width model, set "
-                          "SFSC.COMPAT_LOSS none.")
-    one_to_one = bool(s.OLD_MODEL.WEIGHTS)
-    if s.COMPAT_LOSS != "none" and not one_to_one and s.TRAIN_WIDTH != 1.0:
-        raise ConfigError(f"SFSC.TRAIN_WIDTH is {s.TRAIN_WIDTH} with a compatible loss but no "
-                          "SFSC.OLD_MODEL.WEIGHTS: sub-models are made compatible with the full "
-                          "width 1.0 of the same network, or with a frozen old model.")
-    if cfg.SOLVER.AMP.DTYPE not in ("float16", "bfloat16"):
-        raise ConfigError(f"SOLVER.AMP.DTYPE {cfg.SOLVER.AMP.DTYPE!r} is not 'float16' or "
-                          "'bfloat16'.")
-    if s.DENSE_INIT.WEIGHTS and cfg.MODEL.WEIGHTS:
-        raise ConfigError(f"MODEL.WEIGHTS ({cfg.MODEL.WEIGHTS}) and SFSC.DENSE_INIT.WEIGHTS "
-                          f"({s.DENSE_INIT.WEIGHTS}) both set the starting weights: keep "
-                          "MODEL.WEIGHTS for a switchable checkpoint, DENSE_INIT for a dense "
-                          "FastReID one.")
-    check_fastreid_keys(cfg)

@@ -1,7 +1,7 @@
 """Speed and agreement of the compatibility evaluator against FastReID's ranking.
 
-On features from :mod:`.synthetic_features`, each step runs in its own process so that its peak
-memory (ru_maxrss) is its own:
+On features from :mod:`.synthetic_features`, each step runs in its own process
+(:mod:`.eval_timing`, so that its peak memory is its own):
 
 * ours: the full matrix with ``sfsc.evaluation.evaluate_compatibility``;
 * FastReID: ``build_dist`` + ``evaluate_rank`` per (query, gallery) pair, with its Python
@@ -15,12 +15,8 @@ the tolerance is accepted only inside that range.
 """
 from __future__ import annotations
 
-import glob
-import importlib.util
 import json
-import logging
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,10 +27,11 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-from .synthetic_features import generate, load_features
+from . import eval_timing
+from .eval_timing import METRICS, build_cython_ranker
+from .synthetic_features import generate
 
-__all__ = ["METRICS", "SCALES", "SpeedSettings", "build_cython_ranker", "compare",
-           "plan_fastreid", "run_benchmark", "run_child"]
+__all__ = ["SCALES", "SpeedSettings", "compare", "plan_fastreid", "run_benchmark"]
 
 # num_query, num_gallery, num_ids, num_cams, distractors (pid 0) in the gallery
 SCALES: Dict[str, Dict[str, int]] = {
@@ -43,16 +40,6 @@ SCALES: Dict[str, Dict[str, int]] = {
     "msmt": dict(num_query=11659, num_gallery=82161, num_ids=3060, num_cams=15,
                  num_distractors=0),
 }
-METRICS = ("mAP", "R1", "R5", "R10", "mINP")
-_CYTHON_SETUP = """
-import numpy as np
-from Cython.Build import cythonize
-from setuptools import Extension, setup
-ext = Extension("rank_cy", ["rank_cy.pyx"], include_dirs=[np.get_include()])
-setup(name="rank_cy", ext_modules=cythonize([ext], quiet=True),
-      script_args=["build_ext", "--inplace", "--build-temp", "build"])
-"""
-
 
 
 @dataclass
@@ -83,114 +70,6 @@ class SpeedSettings:
     def sizes(self) -> Dict[str, int]:
         return {k: getattr(self, k) for k in ("num_query", "num_gallery", "num_ids",
                                               "num_cams", "num_distractors")}
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def child_ours(folder: str, chunk_size: int, backend: str, subsets) -> dict:
-    """Time our full matrix (and score the query subsets FastReID is timed on, untimed)."""
-    from ..evaluation import evaluate_compatibility
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="[bench_eval ours] %(message)s")
-
-    widths, feats, qp, qc, gp, gc = load_features(folder)
-    before = _rss_mb()
-    start = time.perf_counter()
-    result = evaluate_compatibility({w: f[0] for w, f in zip(widths, feats)},
-                                    {w: f[1] for w, f in zip(widths, feats)}, qp, qc, gp, gc,
-                                    chunk_size=chunk_size, backend=backend)
-    seconds = time.perf_counter() - start
-    out = {"seconds": seconds, "peak_rss_mb": _rss_mb(), "rss_before_mb": before,
-           "matrix": {m: result.metrics[m].tolist() for m in METRICS},
-           "num_valid": result.num_valid, "subsets": {}}
-    for n in subsets:  # untimed: the same query subsets FastReID is timed on
-        idx = np.load(os.path.join(folder, f"subset_{n}.npy"))
-        sub = evaluate_compatibility({w: f[0][idx] for w, f in zip(widths, feats)},
-                                     {w: f[1] for w, f in zip(widths, feats)}, qp[idx], qc[idx],
-                                     gp, gc, chunk_size=chunk_size, backend=backend)
-        out["subsets"][str(n)] = {m: sub.metrics[m].tolist() for m in METRICS}
-    return out
-
-
-def _tie_bounds(dist: np.ndarray, matches) -> dict:
-    """Each metric's [worst, best] value over every order of ``dist``'s tied entries."""
-    from ..evaluation.ranking import QueryRanks, rank_positives, summarize
-
-    bounds = {m: [] for m in METRICS}
-    for ties in ("pessimistic", "optimistic"):
-        ranks = QueryRanks.empty(len(dist))
-        for s in range(0, len(dist), 1024):
-            e = min(len(dist), s + 1024)
-            ranks.ap[s:e], ranks.first_rank[s:e], ranks.inp[s:e] = rank_positives(
-                -dist[s:e], *matches.chunk(s, e), ties=ties)
-        for m, v in summarize(ranks, matches).as_dict().items():
-            bounds[m].append(v)
-    return bounds
-
-
-def _load_rank_cy(cython_dir: str):
-    path = glob.glob(os.path.join(cython_dir, "rank_cy*.so"))[0]
-    spec = importlib.util.spec_from_file_location("rank_cy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def child_fastreid(folder: str, ranker: str, queries: int, pairs, cython_dir: str) -> dict:
-    """Time FastReID's build_dist + evaluate_rank on ``pairs`` (and their tie ranges, untimed)."""
-    import warnings
-
-    import torch
-
-    warnings.filterwarnings("ignore", message="Cython rank evaluation")  # before it is issued
-    from fastreid.evaluation import rank
-    from fastreid.utils.compute_dist import build_dist
-
-    from ..evaluation import MatchIndex
-
-    if ranker == "cython":
-        rank.evaluate_cy, rank.IS_CYTHON_AVAI = _load_rank_cy(cython_dir).evaluate_cy, True
-    widths, feats, qp, qc, gp, gc = load_features(folder)
-    idx = (np.load(os.path.join(folder, f"subset_{queries}.npy")) if queries < len(qp)
-           else np.arange(len(qp)))
-    matches = MatchIndex.build(qp[idx], qc[idx], gp, gc)
-    before, seconds, cells = _rss_mb(), 0.0, {}
-    for i, j in pairs:
-        q, g = torch.from_numpy(feats[i][0][idx]), torch.from_numpy(feats[j][1])
-        start = time.perf_counter()
-        dist = build_dist(q, g, "cosine")
-        cmc, all_ap, all_inp = rank.evaluate_rank(dist, qp[idx], gp, qc[idx], gc,
-                                                  use_cython=ranker == "cython")
-        seconds += time.perf_counter() - start
-        values = (np.mean(all_ap) * 100, cmc[0] * 100, cmc[4] * 100, cmc[9] * 100,
-                  np.mean(all_inp) * 100)
-        cells[f"{i},{j}"] = {m: float(v) for m, v in zip(METRICS, values)}
-        cells[f"{i},{j}"]["ties"] = _tie_bounds(dist, matches)  # untimed
-        del dist
-    return {"seconds": seconds, "peak_rss_mb": _rss_mb(), "rss_before_mb": before,
-            "cells": cells}
-
-
-def build_cython_ranker(workdir: str):
-    """Compile FastReID's rank_cy.pyx in ``workdir``; returns (folder or None, reason)."""
-    spec = importlib.util.find_spec("fastreid")
-    if spec is None or not spec.submodule_search_locations:
-        return None, "fastreid is not installed"
-    pyx = os.path.join(list(spec.submodule_search_locations)[0], "evaluation", "rank_cylib",
-                       "rank_cy.pyx")
-    if not os.path.exists(pyx):
-        return None, f"{pyx} not found"
-    folder = os.path.join(workdir, "rank_cylib")
-    os.makedirs(folder, exist_ok=True)
-    shutil.copy(pyx, folder)
-    proc = subprocess.run([sys.executable, "-c", _CYTHON_SETUP], cwd=folder, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if proc.returncode != 0 or not glob.glob(os.path.join(folder, "rank_cy*.so")):
-        return None, "compilation failed: " + proc.stdout.strip().splitlines()[-1][:300]
-    return folder, ""
 
 
 def _available_bytes() -> int:
@@ -244,16 +123,9 @@ def plan_fastreid(settings: SpeedSettings, ranker: str, num_pairs: int) -> dict:
     return {"queries": int(queries), "pair_ids": picks.tolist(), **full}
 
 
-def run_child(task: dict) -> dict:
-    """The work of one child process, ``task`` as :func:`_run_child` passes it."""
-    if task["child"] == "ours":
-        return child_ours(task["data"], task["chunk_size"], task["backend"], task["subsets"])
-    return child_fastreid(task["data"], task["child"], task["queries"],
-                          [tuple(p) for p in task["pairs"]], task["cython_dir"])
-
-
 def _run_child(task: dict) -> dict:
-    cmd = [sys.executable, "-m", __spec__.name, json.dumps(task)]
+    """Run :func:`.eval_timing.run_child` in a fresh interpreter; its JSON result."""
+    cmd = [sys.executable, "-m", eval_timing.__name__, json.dumps(task)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: live progress
     if proc.returncode != 0:
         raise RuntimeError(f"child {task['child']} failed with exit code {proc.returncode}")
@@ -336,7 +208,3 @@ def run_benchmark(settings: SpeedSettings, log: Callable[[str], None] = _log) ->
     report["agree"] = agree
     report["loadavg_after"] = list(os.getloadavg())
     return report
-
-
-if __name__ == "__main__":  # a child process of run_benchmark
-    print(json.dumps(run_child(json.loads(sys.argv[1]))))

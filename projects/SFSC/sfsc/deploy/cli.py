@@ -6,6 +6,8 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+from ..config_checks import ConfigError
+from ..fastreid.checkpoint import CheckpointError
 from .errors import DeployError
 from .loading import LoadedModel, load_switchable
 
@@ -44,9 +46,6 @@ def load_from_args(args: argparse.Namespace, need_weights: bool = True) -> Loade
 
 def run_tool(main: Callable[[Sequence[str]], int], argv=None) -> int:
     """Run ``main``; a user error prints one paragraph and returns 2, other errors propagate."""
-    from ..config_checks import ConfigError
-    from ..engine.checkpoint import CheckpointError
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
         return main(argv)

@@ -8,7 +8,7 @@ from typing import Dict, Optional
 
 from torch import nn
 
-from ..engine.checkpoint import atomic_write_bytes
+from ..fastreid.checkpoint import atomic_write_bytes
 from .feature_model import build_feature_model, count_parameters
 from .formats import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, save_onnx, save_torchscript
 from .loading import LoadedModel, check_width

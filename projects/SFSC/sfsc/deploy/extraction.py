@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..fastreid.checkpoint import atomic_write_bytes
 from ..modeling.switchable import width_context
 from .errors import DeployError
 from .loading import LoadedModel, check_width
@@ -160,8 +161,6 @@ def extract_files(images: Sequence[Tuple[str, str]], encoder: Encoder, batch_siz
 def save_features(output: str, result: ExtractionResult, encoder: Encoder, source: str
                   ) -> Tuple[str, str]:
     """Write ``output`` (.npy, (N, D) float32) and its index (.json beside it); their paths."""
-    from ..engine.checkpoint import atomic_write_bytes
-
     output = output if output.endswith(".npy") else output + ".npy"
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     index = {"features": os.path.basename(output), "shape": list(result.features.shape),

@@ -14,6 +14,7 @@ from fastreid.modeling.meta_arch import build_model
 
 from ..config import add_sfsc_config
 from ..config_checks import merge_config
+from ..fastreid.checkpoint import SFSCCheckpointer
 from ..modeling.switchable import switchable_widths
 from .errors import DeployError
 
@@ -47,8 +48,6 @@ def load_switchable(model_dir: str = "", config_file: str = "", weights: str = "
     random initialisation. The training-only parts (old model, compatible loss) are switched off:
     they hold no weights of the deployed network.
     """
-    from ..engine.checkpoint import SFSCCheckpointer
-
     if model_dir:
         if not os.path.isdir(model_dir):
             raise DeployError(f"--model-dir {model_dir} is not a folder. Pass a training "

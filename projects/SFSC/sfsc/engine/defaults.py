@@ -1,25 +1,27 @@
-"""Config set-up for SFSC entry points: FastReID's default_setup plus seed and device."""
+"""Set-up of the training entry points: the config built and checked before anything is built,
+and the errors a user has to fix turned into one message and exit status 2.
+
+The whole config check lives here, in the layer that trains, because it asks both the
+compatible-loss registry (``modeling.losses``) and the aggregation registry (``engine``).
+"""
 from __future__ import annotations
 
-import logging
-import os
-import random
-
-import numpy as np
-import torch
+import sys
 
 from fastreid.config import get_cfg
-from fastreid.engine.defaults import default_setup
-from fastreid.utils import comm
-from fastreid.utils.logger import setup_logger
 
 from ..config import add_sfsc_config
-from ..config_checks import ConfigError, check_config, merge_config
+from ..config_checks import ConfigError, check_fastreid_keys, check_widths, merge_config
+from ..data.errors import DatasetError
+from ..fastreid.checkpoint import CheckpointError
+from ..fastreid.run_setup import resolve_device_and_seed, setup_run
 from ..modeling.backbones.pretrained import check_pretrained
+from ..modeling.fastreid_checkpoint import DenseCheckpointError
+from ..modeling.losses import build_compat_loss
+from .aggregation import AGGREGATIONS
+from .task_step import NonFiniteTrainingError
 
-__all__ = ["setup_cfg", "USER_ERRORS", "exit_on_user_error"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["setup_cfg", "check_config", "USER_ERRORS", "exit_on_user_error"]
 
 
 def setup_cfg(args, setup: bool = True):
@@ -37,42 +39,49 @@ def setup_cfg(args, setup: bool = True):
     if getattr(args, "eval_only", False):
         cfg.MODEL.BACKBONE.PRETRAIN = False
     check_pretrained(cfg)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    if cfg.SEED < 0:
-        cfg.SEED = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-        cfg.SEED = comm.all_gather(cfg.SEED)[0] if comm.get_world_size() > 1 else cfg.SEED
+    resolve_device_and_seed(cfg)
     cfg.freeze()
     if setup:
-        default_setup(cfg, args)
-        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="sfsc")
-        seed = cfg.SEED + comm.get_rank()  # data augmentation differs across processes
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        if cfg.SFSC.DETERMINISTIC:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-        logger.info(f"Seed {cfg.SEED} (process {comm.get_rank()} uses {seed}); "
-                    f"device {cfg.MODEL.DEVICE}")
-        if comm.is_main_process() and cfg.OUTPUT_DIR:
-            with open(os.path.join(cfg.OUTPUT_DIR, "seed.txt"), "w") as f:
-                f.write(f"{cfg.SEED}\n")
+        setup_run(cfg, args)
     return cfg
 
 
-def _user_errors() -> tuple:
-    from ..data.errors import DatasetError
-    from ..engine.checkpoint import CheckpointError
-    from ..engine.task_step import NonFiniteTrainingError
-    from ..modeling.fastreid_checkpoint import DenseCheckpointError
+def check_config(cfg) -> None:
+    """Check SFSC's keys (widths, losses, aggregation, one-to-one set-up) and the FastReID keys
+    a switchable model cannot honour; raise ConfigError."""
+    s = cfg.SFSC
+    widths = check_widths(s.WIDTHS, "SFSC.WIDTHS", allow_full=False)
+    check_widths([s.TRAIN_WIDTH], "SFSC.TRAIN_WIDTH", allow_full=True)
+    try:  # the loss checks its own name and keys (SFSC.EVIDENTIAL.*, SFSC.ASYMMETRIC.*)
+        build_compat_loss(cfg)
+    except ValueError as e:
+        raise ConfigError(f"{e}.") from None
+    if s.AGGREGATION not in AGGREGATIONS:
+        raise ConfigError(f"SFSC.AGGREGATION {s.AGGREGATION!r} is not one of "
+                          f"{sorted(AGGREGATIONS)}.")
+    if s.COMPAT_LOSS != "none" and not widths:
+        raise ConfigError(f"SFSC.WIDTHS is empty but SFSC.COMPAT_LOSS is {s.COMPAT_LOSS!r}: "
+                          "there is no sub-model to make compatible. List the sub-model widths "
+                          "(e.g. [0.25,0.5,0.75]) or, for a plain single-width model, set "
+                          "SFSC.COMPAT_LOSS none.")
+    one_to_one = bool(s.OLD_MODEL.WEIGHTS)
+    if s.COMPAT_LOSS != "none" and not one_to_one and s.TRAIN_WIDTH != 1.0:
+        raise ConfigError(f"SFSC.TRAIN_WIDTH is {s.TRAIN_WIDTH} with a compatible loss but no "
+                          "SFSC.OLD_MODEL.WEIGHTS: sub-models are made compatible with the full "
+                          "width 1.0 of the same network, or with a frozen old model.")
+    if cfg.SOLVER.AMP.DTYPE not in ("float16", "bfloat16"):
+        raise ConfigError(f"SOLVER.AMP.DTYPE {cfg.SOLVER.AMP.DTYPE!r} is not 'float16' or "
+                          "'bfloat16'.")
+    if s.DENSE_INIT.WEIGHTS and cfg.MODEL.WEIGHTS:
+        raise ConfigError(f"MODEL.WEIGHTS ({cfg.MODEL.WEIGHTS}) and SFSC.DENSE_INIT.WEIGHTS "
+                          f"({s.DENSE_INIT.WEIGHTS}) both set the starting weights: keep "
+                          "MODEL.WEIGHTS for a switchable checkpoint, DENSE_INIT for a dense "
+                          "FastReID one.")
+    check_fastreid_keys(cfg)
 
-    return (ConfigError, CheckpointError, NonFiniteTrainingError, DatasetError, FileNotFoundError,
-            DenseCheckpointError)
 
-
-USER_ERRORS = _user_errors()
+USER_ERRORS = (ConfigError, CheckpointError, NonFiniteTrainingError, DatasetError,
+               FileNotFoundError, DenseCheckpointError)
 
 
 def exit_on_user_error(func, *args, **kwargs):
@@ -80,8 +89,6 @@ def exit_on_user_error(func, *args, **kwargs):
 
     Programming errors keep their traceback. Earlier outputs are left as they are.
     """
-    import sys
-
     try:
         return func(*args, **kwargs)
     except USER_ERRORS as e:

@@ -18,10 +18,10 @@ from fastreid.utils.logger import setup_logger
 from ..data import loaders
 from ..evaluation.compatibility_evaluator import evaluate_compatibility
 from ..evaluation.feature_extraction import extract_features
+from ..fastreid.checkpoint import SFSCCheckpointer
 from ..modeling.backbones.pretrained import check_pretrained
 from ..modeling.fastreid_checkpoint import init_from_dense, read_dense_state
 from .aggregation import build_aggregation
-from .checkpoint import SFSCCheckpointer
 from .task_step import TaskGradientTrainer
 
 logger = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from fastreid.config import get_cfg
 from fastreid.modeling.meta_arch import build_model
 
 from ..config import add_sfsc_config
+from ..fastreid.checkpoint import SFSCCheckpointer
 from .compatibility_evaluator import CompatibilityResult, evaluate_compatibility
 from .feature_extraction import extract_features
 
@@ -35,8 +36,6 @@ class ModelEntry(NamedTuple):
 
 def load_trained_model(output_dir: str, checkpoint: str = "model_final.pth"):
     """(cfg, model in eval mode) from a training output folder."""
-    from ..engine.checkpoint import SFSCCheckpointer
-
     config = os.path.join(output_dir, "config.yaml")
     weights = os.path.join(output_dir, checkpoint)
     for path in (config, weights):

@@ -24,8 +24,10 @@ from torch import nn
 __all__ = [
     "scale_channels", "width_key", "SwitchableModule", "SwitchableConv2d", "SwitchableLinear",
     "SwitchableBatchNorm2d", "SwitchableBatchNorm1d", "set_width", "get_width", "width_context",
-    "switchable_widths",
+    "switchable_widths", "GROUP_SLICINGS",
 ]
+
+GROUP_SLICINGS = ("leading", "per_group")
 
 
 def scale_channels(channels: int, width: float, divisor: int = 1) -> int:
@@ -72,11 +74,21 @@ class SwitchableConv2d(nn.Conv2d, SwitchableModule):
         in_channels / out_channels: one count per width (an int: fixed across widths).
         groups: an int (kept at every width; channel counts must stay divisible by it) or
             ``"depthwise"`` (groups = channels at every width).
+        group_slicing: how a grouped conv (an int ``groups`` > 1) takes its narrow weight.
+            ``"leading"``: the leading ``cout`` rows of the whole weight, so that a sub-width
+            with fewer than ``cout_full / g`` outputs builds all its groups from the full
+            net's group 0. ``"per_group"``: sub-net group j takes the leading ``cout / g``
+            rows of the full net's group j. Both are the same slice for groups 1 and depthwise.
     """
 
     def __init__(self, widths: Sequence[float], in_channels: Union[int, Sequence[int]],
                  out_channels: Union[int, Sequence[int]], kernel_size, stride=1, padding=0,
-                 dilation=1, groups: Union[int, str] = 1, bias: bool = False):
+                 dilation=1, groups: Union[int, str] = 1, bias: bool = False,
+                 group_slicing: str = "leading"):
+        if group_slicing not in GROUP_SLICINGS:
+            raise ValueError(f"group_slicing must be one of {GROUP_SLICINGS}, "
+                             f"got {group_slicing!r}")
+        self.group_slicing = group_slicing
         n = len(widths)
         self.in_channels_list = _per_width(in_channels, n, "in_channels")
         self.out_channels_list = _per_width(out_channels, n, "out_channels")
@@ -99,8 +111,14 @@ class SwitchableConv2d(nn.Conv2d, SwitchableModule):
     def _active(self):
         i = self.width_idx
         cin, cout, g = self.in_channels_list[i], self.out_channels_list[i], self.groups_list[i]
-        weight = self.weight[:cout, : cin // g]
-        bias = self.bias[:cout] if self.bias is not None else None
+        weight, bias = self.weight, self.bias
+        if self.group_slicing == "per_group" and not self.depthwise and g > 1:
+            # (g, rows per full group, ...) -> the leading cout / g rows of every group
+            weight = weight.view(g, -1, *weight.shape[1:])[:, : cout // g].reshape(
+                cout, *weight.shape[1:])
+            bias = bias.view(g, -1)[:, : cout // g].reshape(cout) if bias is not None else None
+        weight = weight[:cout, : cin // g]
+        bias = bias[:cout] if bias is not None else None
         return weight, bias, g
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,7 +138,8 @@ class SwitchableConv2d(nn.Conv2d, SwitchableModule):
 
     def extra_repr(self) -> str:
         return (f"in={self.in_channels_list}, out={self.out_channels_list}, "
-                f"kernel={self.kernel_size}, stride={self.stride}, groups={self.groups_list}")
+                f"kernel={self.kernel_size}, stride={self.stride}, groups={self.groups_list}, "
+                f"group_slicing={self.group_slicing}")
 
 
 class SwitchableLinear(nn.Linear, SwitchableModule):

@@ -10,6 +10,10 @@ Widths: grouped convs keep ``groups`` at every width, so every stage output is a
 4·g (its bottleneck, a quarter of it, then splits into g groups) and the stem a multiple of g
 (a stage's first branch produces ``out - stem`` channels, which its grouped conv needs divisible
 by g). Channel shuffle reads the channel count from its input, so it works at every width.
+
+Grouped convs slice their weight by leading rows (``MODEL.BACKBONE.GROUP_SLICING`` "leading")
+by default, because per-group slicing did not train more compatible sub-models on both SFSC and
+BCT-S (behind on BCT-S, within the seed spread on SFSC): benchmarks/shufflenet_grouping/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -46,17 +50,19 @@ class SwitchableShuffleUnit(nn.Module):
     """ShuffleNet v1 unit. Input (N, in_ch[width], H, W); output (N, out_ch[width], H/s, W/s)."""
 
     def __init__(self, widths, in_ch: List[int], out_ch: List[int], stride: int, groups: int,
-                 first_conv_groups: int, concat: bool, norm: str):
+                 first_conv_groups: int, concat: bool, norm: str, group_slicing: str = "leading"):
         super().__init__()
         mid = [c // 4 for c in out_ch]
         branch = [o - i for o, i in zip(out_ch, in_ch)] if concat else out_ch
         self.groups = groups
         self.concat = concat
-        self.conv1 = SwitchableConv2d(widths, in_ch, mid, 1, groups=first_conv_groups)
+        self.conv1 = SwitchableConv2d(widths, in_ch, mid, 1, groups=first_conv_groups,
+                                      group_slicing=group_slicing)
         self.bn1 = SwitchableBatchNorm2d(widths, mid, norm)
         self.conv2 = SwitchableConv2d(widths, mid, mid, 3, stride, 1, groups="depthwise")
         self.bn2 = SwitchableBatchNorm2d(widths, mid, norm)
-        self.conv3 = SwitchableConv2d(widths, mid, branch, 1, groups=groups)
+        self.conv3 = SwitchableConv2d(widths, mid, branch, 1, groups=groups,
+                                      group_slicing=group_slicing)
         self.bn3 = SwitchableBatchNorm2d(widths, branch, norm)
         self.relu = nn.ReLU(inplace=True)
         # stride 1 here only for a stage's first unit under LAST_STRIDE 1: still concatenates
@@ -90,11 +96,12 @@ class SwitchableShuffleNet(nn.Module):
     """ShuffleNet v1 features whose width is switched by :func:`sfsc.modeling.switchable.set_width`.
 
     Input (N, 3, H, W) normalised images; output (N, out_channels[width], H/32, W/32), or
-    H/16, W/16 with ``last_stride`` 1 (the stride of stage 4).
+    H/16, W/16 with ``last_stride`` 1 (the stride of stage 4). ``group_slicing``: how the
+    grouped 1×1 convs take a narrow width's weight (see :class:`SwitchableConv2d`).
     """
 
     def __init__(self, widths: Sequence[float], groups: int = 3, base_multiplier: float = 2.0,
-                 last_stride: int = 1, norm: str = "BN"):
+                 last_stride: int = 1, norm: str = "BN", group_slicing: str = "leading"):
         super().__init__()
         if groups not in _STAGE2_CHANNELS:
             raise ValueError(f"ShuffleNet groups must be one of {sorted(_STAGE2_CHANNELS)}")
@@ -115,7 +122,7 @@ class SwitchableShuffleNet(nn.Module):
                 # the stem has too few channels to split into groups (ShuffleNet paper, 3.3)
                 first_groups = 1 if k == 0 and j == 0 else groups
                 units.append(SwitchableShuffleUnit(self.widths, in_ch, out_ch, stride, groups,
-                                                   first_groups, j == 0, norm))
+                                                   first_groups, j == 0, norm, group_slicing))
                 in_ch = out_ch
             setattr(self, f"stage{k + 2}", nn.Sequential(*units))
         self.out_channels = in_ch
@@ -130,13 +137,15 @@ class SwitchableShuffleNet(nn.Module):
 
 @BACKBONE_REGISTRY.register()
 def build_switchable_shufflenet_backbone(cfg) -> SwitchableShuffleNet:
-    """FastReID build function: MODEL.BACKBONE.{DEPTH ("2.0x"), LAST_STRIDE, NORM, PRETRAIN*}, g 3.
+    """FastReID build function: MODEL.BACKBONE.{DEPTH ("2.0x"), LAST_STRIDE, NORM, GROUP_SLICING,
+    PRETRAIN*}, g 3.
 
     Torchvision has no ShuffleNet v1 weights: PRETRAIN needs PRETRAIN_PATH, a dense 1.0x state
     dict with this network's parameter names.
     """
     bb = cfg.MODEL.BACKBONE
     base = multiplier("ShuffleNet", bb.DEPTH, _MULTIPLIERS)
-    model = SwitchableShuffleNet(model_widths(cfg), 3, base, bb.LAST_STRIDE, bb.NORM)
+    model = SwitchableShuffleNet(model_widths(cfg), 3, base, bb.LAST_STRIDE, bb.NORM,
+                                 bb.GROUP_SLICING)
     load_pretrained(model, cfg)
     return model

@@ -6,7 +6,12 @@ import os
 
 import torch
 
+from fastreid.config import get_cfg
+from fastreid.modeling.meta_arch import build_model
+
+from ...config import add_sfsc_config
 from ...config_checks import ConfigError
+from ...fastreid.checkpoint import CheckpointError, SFSCCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -15,10 +20,6 @@ __all__ = ["old_model_config", "load_old_model"]
 
 def old_model_config(cfg):
     """Config of the old model: SFSC.OLD_MODEL.CONFIG, else ``cfg`` as a plain full-width model."""
-    from fastreid.config import get_cfg
-
-    from ...config import add_sfsc_config
-
     if cfg.SFSC.OLD_MODEL.CONFIG:
         old = get_cfg()
         add_sfsc_config(old)
@@ -58,10 +59,6 @@ def _check_old_model(cfg, old_cfg, model) -> None:
 
 def load_old_model(cfg) -> torch.nn.Module:
     """Build the old model, load SFSC.OLD_MODEL.WEIGHTS strictly, freeze it (eval mode)."""
-    from fastreid.modeling.meta_arch import build_model
-
-    from ...engine.checkpoint import CheckpointError, SFSCCheckpointer
-
     path = cfg.SFSC.OLD_MODEL.WEIGHTS
     if not os.path.isfile(path):
         raise FileNotFoundError(
