@@ -18,6 +18,7 @@ from .params import (
     SYNTHETIC_REID,
     SYNTHETIC_REID_EASY,
     SYNTHETIC_REID_HARD,
+    SYNTHETIC_REID_HARD_LARGE,
     SYNTHETIC_REID_LARGE,
     SYNTHETIC_REID_TINY,
     GenerationParams,
@@ -25,7 +26,7 @@ from .params import (
 from .synthetic import ensure_synthetic_reid
 
 __all__ = ["SyntheticReID", "SyntheticReIDTiny", "SyntheticReIDEasy", "SyntheticReIDHard",
-           "SyntheticReIDLarge", "parse_name"]
+           "SyntheticReIDLarge", "SyntheticReIDHardLarge", "parse_name"]
 
 # pid, camera, sequence, frame, box: Market-1501's naming, e.g. 0042_c3s2_004711_01.jpg
 _NAME = re.compile(r"^(\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
@@ -125,3 +126,12 @@ class SyntheticReIDLarge(_SyntheticMarket):
     folder = "SyntheticReIDLarge"
     dataset_name = "synthreidlarge"
     params = SYNTHETIC_REID_LARGE
+
+
+@DATASET_REGISTRY.register()
+class SyntheticReIDHardLarge(_SyntheticMarket):
+    """Testbed candidate: SyntheticReIDHard's look-alike identities, 512 of them for training."""
+
+    folder = "SyntheticReIDHardLarge"
+    dataset_name = "synthreidhardlarge"
+    params = SYNTHETIC_REID_HARD_LARGE

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
 __all__ = ["GenerationParams", "SYNTHETIC_REID", "SYNTHETIC_REID_TINY", "SYNTHETIC_REID_EASY",
-           "SYNTHETIC_REID_HARD", "SYNTHETIC_REID_LARGE"]
+           "SYNTHETIC_REID_HARD", "SYNTHETIC_REID_LARGE", "SYNTHETIC_REID_HARD_LARGE"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,7 @@ SYNTHETIC_REID_HARD = dataclasses.replace(
 #: Testbed candidate (``SyntheticReIDLarge``): twice the benchmark set's training identities,
 #: the same test split size, so that the classifier and features must separate more classes.
 SYNTHETIC_REID_LARGE = dataclasses.replace(SYNTHETIC_REID, num_train_ids=512)
+
+#: Testbed candidate (``SyntheticReIDHardLarge``): both of the above, look-alike identities and
+#: 512 of them to train on.
+SYNTHETIC_REID_HARD_LARGE = dataclasses.replace(SYNTHETIC_REID_HARD, num_train_ids=512)
