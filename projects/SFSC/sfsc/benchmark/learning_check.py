@@ -63,10 +63,10 @@ def _train_job(job: Job) -> str:
 def train_small_many(jobs: Sequence[Job], processes: int = 2) -> List[str]:
     """:func:`train_small` for each job, ``processes`` at a time, one thread each -> output dirs.
 
-    Each run is seeded on its own, so the results equal sequential one-thread runs.
+    Each run gets a fresh process, so its result depends on its own job only: runs made one
+    after another in one process differ (state carried between them), fresh ones repeat bit
+    for bit.
     """
-    if processes <= 1:
-        return [_train_job(job) for job in jobs]
     # spawn: a fresh interpreter per worker, never a fork of a process holding threads / loaders
     with multiprocessing.get_context("spawn").Pool(processes, maxtasksperchild=1) as pool:
         return pool.map(_train_job, jobs, chunksize=1)
