@@ -1,5 +1,6 @@
 """Test set-up: a private dataset folder and few threads (``sfsc`` is imported as installed)."""
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -19,6 +20,23 @@ import sfsc  # noqa: E402,F401  (after the line above; patches FastReID before a
 # One thread: on a shared machine, OpenMP threads waiting for each other cost more than they gain
 # (the tests' CPU time triples with two under load).
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _discard_tmp_dirs_of_passed_module(request, tmp_path_factory):
+    """Delete the temporary folders a module made once all its tests passed.
+
+    Trained checkpoints hold Adam's state (~130 MB each for ResNet-18): kept to the end of the
+    session they add up to ~6 GB. A failed module keeps its folders for inspection. (A passed
+    test's own ``tmp_path`` goes at once: ``tmp_path_retention_policy`` in pyproject.toml.)
+    """
+    failed = request.session.testsfailed
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    if request.session.testsfailed == failed:
+        for path in set(base.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
