@@ -95,6 +95,25 @@ def test_runner_reuses_restarts_and_retrains(tmp_path, fake_training):
     assert len(fake_training) == 2
 
 
+def test_a_local_run_survives_a_config_key_added_at_its_default(tmp_path, fake_training):
+    """A newer version with one more config key does not retrain (nor re-need) local runs."""
+    _runner(tmp_path).run_all()
+    path = tmp_path / "seed0" / "unified_w1" / RECORD
+    local = json.loads(path.read_text())
+    assert local["effective_config"]["SFSC.EVIDENTIAL.PRIOR"] == \
+        default_config()["SFSC.EVIDENTIAL.PRIOR"]
+    del local["effective_config"]["SFSC.EVIDENTIAL.PRIOR"]  # as if written before it existed
+    path.write_text(json.dumps(local))
+    fake_training.clear()
+    _runner(tmp_path).run_all()
+    assert fake_training == []
+
+    local["effective_config"]["SFSC.EVIDENTIAL.PRIOR"] = 0.5  # not the default: retrained
+    path.write_text(json.dumps(local))
+    _runner(tmp_path).run_all()
+    assert [os.path.basename(c) for c in fake_training] == ["unified_w1"]
+
+
 def test_records_name_paths_inside_the_repository_relative_to_it(tmp_path, fake_training):
     """A runs-root inside the repository: the record's overrides read the same on any machine."""
     runs = runs_for(METHODS["unified"], [0.25])[-1:] + runs_for(METHODS["bct"], [0.25])

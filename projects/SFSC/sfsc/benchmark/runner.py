@@ -1,10 +1,10 @@
 """Resumable execution of benchmark training runs, with progress and an ETA.
 
 Each run trains in its own process (``tools/train_net.py``) into its own folder. A finished run
-leaves ``benchmark_run.json`` there, holding a fingerprint of its full merged config and seed,
-the git commit and its wall time; a later invocation reuses the folder (and its checkpoint) if
-the fingerprint still matches and otherwise deletes it and trains again, so an interrupted run
-restarts cleanly.
+leaves ``benchmark_run.json`` there, holding its effective config and seed, the git commit and
+its wall time; a later invocation reuses the folder (and its checkpoint) if that config still
+matches (keys added since, at their defaults, do not count) and otherwise deletes it and trains
+again, so an interrupted run restarts cleanly.
 
 With a ``records_dir`` (committed to git beside the results), every finished run also leaves a
 machine-independent record there (see :mod:`.records`); a run whose record matches is not
@@ -15,7 +15,6 @@ trained, or a member of a matrix that has to be evaluated anew.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -90,18 +89,10 @@ class BenchmarkRunner:
         return opts + list(self.extra_opts) + ["SEED", str(seed),
                                                "OUTPUT_DIR", self.output_dir(seed, run.name)]
 
-    def fingerprint(self, run: Run, seed: int) -> str:
-        cfg = get_cfg()
-        add_sfsc_config(cfg)
-        cfg.merge_from_file(os.path.join(self.config_dir, run.config))
-        cfg.merge_from_list(self._opts(run, seed))
-        return hashlib.sha256(cfg.dump().encode()).hexdigest()[:16]
-
     def finished(self, run: Run, seed: int) -> Optional[RunRecord]:
         """The local folder's record, if that folder holds this very run, finished."""
         record = read_record(os.path.join(self.output_dir(seed, run.name), RECORD))
-        return record if record and record.get("fingerprint") == self.fingerprint(run, seed) \
-            else None
+        return record if record and not self._differences(record, run, seed) else None
 
     def has_checkpoint(self, run: Run, seed: int) -> bool:
         return self.finished(run, seed) is not None and os.path.isfile(
@@ -129,13 +120,19 @@ class BenchmarkRunner:
         record = read_record(self.record_path(seed, run.name))
         if record is None:
             return None, []
+        diffs = self._differences(record, run, seed)
+        return (None, diffs) if diffs else (record, [])
+
+    def _differences(self, record: RunRecord, run: Run, seed: int) -> List[str]:
+        """Why ``record`` is not of this run: a key added since at its default is no reason."""
         if record.get("run") != run.name or record.get("seed") != seed:
-            return None, [f"it names {record.get('run')} seed {record.get('seed')}"]
+            return [f"it names {record.get('run')} seed {record.get('seed')}"]
+        if "effective_config" not in record:
+            return ["it holds no effective config (written by an older version)"]
         if self._defaults is None:
             self._defaults = default_config()
-        diffs = config_differences(record.get("effective_config", {}),
-                                   self.effective_config(run, seed), self._defaults)
-        return (None, diffs) if diffs else (record, [])
+        return config_differences(record["effective_config"], self.effective_config(run, seed),
+                                  self._defaults)
 
     def expected_fingerprint(self, run: Run, seed: int) -> str:
         """The fingerprint the run's record will have: the matching committed record's, else
@@ -209,7 +206,7 @@ class BenchmarkRunner:
         out = self.output_dir(seed, run.name)
         effective = self.effective_config(run, seed)
         compat = read_record(os.path.join(out, "compatibility.json"))
-        record = {k: v for k, v in local.items() if k != "fingerprint"}
+        record = dict(local)
         record.update(
             fingerprint=record_fingerprint(run.name, seed, effective),
             config_files=config_file_hashes(os.path.join(self.config_dir, run.config),
@@ -249,7 +246,7 @@ class BenchmarkRunner:
                   "overrides": [self._portable(a) for a in self._opts(run, seed)[:-2]],
                   "seed": seed,
                   "git_commit": self.commit, "wall_time_s": round(wall, 1),
-                  "fingerprint": self.fingerprint(run, seed),
+                  "effective_config": self.effective_config(run, seed),
                   "command": ["python"] + [self._portable(a) for a in command[1:]],
                   "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(out, RECORD), "w") as f:
