@@ -10,6 +10,7 @@ import torch
 import sfsc
 from fastreid.config import get_cfg
 from fastreid.modeling.meta_arch import build_model
+from sfsc.benchmark.pretraining import PretrainParams, run_folder
 from sfsc.fastreid.checkpoint import SFSCCheckpointer
 from sfsc.modeling.backbones.pretrained import torchvision_weights
 from sfsc.modeling.meta_arch.old_model import old_model_config
@@ -20,12 +21,13 @@ CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "config
 
 def test_there_are_configs_for_every_dataset():
     folders = {os.path.basename(os.path.dirname(c)) for c in CONFIGS}
-    assert {"Market1501", "MSMT17", "VeRi", "Synthetic"} <= folders
+    assert {"Market1501", "MSMT17", "VeRi", "Synthetic", "SyntheticHard"} <= folders
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(c, "configs") for c in CONFIGS])
 def test_real_datasets_start_from_imagenet_weights_the_synthetic_one_from_scratch(path):
-    """As FastReID's bag of tricks; ShuffleNet v1 has no torchvision weights."""
+    """As FastReID's bag of tricks; ShuffleNet v1 has no torchvision weights. The testbed
+    starts from what ``tools/pretrain.py`` writes with its defaults."""
     cfg = get_cfg()
     sfsc.add_sfsc_config(cfg)
     cfg.merge_from_file(path)
@@ -33,6 +35,10 @@ def test_real_datasets_start_from_imagenet_weights_the_synthetic_one_from_scratc
     bb = cfg.MODEL.BACKBONE
     if dataset in ("Synthetic", "configs") or os.path.basename(path) == "sfsc_ShuffleNet.yml":
         assert not bb.PRETRAIN
+    elif dataset == "SyntheticHard":
+        assert bb.PRETRAIN and (bb.NAME, bb.DEPTH) == ("build_switchable_resnet_backbone", "18x")
+        assert os.path.dirname(bb.PRETRAIN_PATH) == run_folder(
+            os.path.join("datasets", "pretrained"), PretrainParams())
     else:
         assert bb.PRETRAIN and not bb.PRETRAIN_PATH
         if not os.path.basename(path).startswith("Base-"):
@@ -76,6 +82,9 @@ ALLOWED_CHANGES = {
                            "INPUT.REA", "DATALOADER.NUM_WORKERS", "SOLVER", "TEST.EVAL_PERIOD",
                            "TEST.IMS_PER_BATCH", "CUDNN_BENCHMARK", "SEED"},
 }
+# The testbed: the synthetic set's changes, plus pretrained weights (its own) and their rate.
+ALLOWED_CHANGES["Base-SyntheticHard.yml"] = ALLOWED_CHANGES["Base-Synthetic.yml"] | {
+    "MODEL.BACKBONE.PRETRAIN", "MODEL.BACKBONE.PRETRAIN_PATH"}
 
 
 def _merged(path):
