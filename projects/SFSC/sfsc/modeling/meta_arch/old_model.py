@@ -29,10 +29,9 @@ def old_model_config(cfg):
         old.defrost()
         old.SFSC.WIDTHS = []
         old.SFSC.TRAIN_WIDTH = 1.0
-    old.MODEL.BACKBONE.PRETRAIN = False  # the checkpoint replaces ImageNet weights (no download)
+    old.MODEL.BACKBONE.PRETRAIN = False  # its checkpoint replaces every weight (no download)
     old.SFSC.COMPAT_LOSS = "none"
     old.SFSC.OLD_MODEL.WEIGHTS = ""
-    old.MODEL.BACKBONE.PRETRAIN = False  # its checkpoint replaces every weight
     old.MODEL.HEADS.NUM_CLASSES = cfg.MODEL.HEADS.NUM_CLASSES
     old.MODEL.DEVICE = cfg.MODEL.DEVICE
     old.freeze()
