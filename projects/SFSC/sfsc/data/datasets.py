@@ -112,7 +112,8 @@ class SyntheticReIDEasy(_SyntheticMarket):
 
 @DATASET_REGISTRY.register()
 class SyntheticReIDHard(_SyntheticMarket):
-    """Testbed candidate: SyntheticReID's sizes with look-alike identities (groups of 8)."""
+    """The benchmark's testbed (configs/SyntheticHard): SyntheticReID's sizes with look-alike
+    identities (outfits shared in groups of 8)."""
 
     folder = "SyntheticReIDHard"
     dataset_name = "synthreidhard"
