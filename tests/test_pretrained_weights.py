@@ -136,8 +136,14 @@ def test_explicit_path_comes_first_and_needs_no_hash_in_its_name(hub, tmp_path):
     assert check_pretrained(cfg) == plain
     model = build_model(cfg)
     assert torch.equal(model.backbone.conv1.weight, reference.conv1.weight)
-    with pytest.raises(PretrainedWeightsError, match="PRETRAIN_PATH 'nowhere.pth' is not a file"):
+    with pytest.raises(PretrainedWeightsError, match="PRETRAIN_PATH 'nowhere.pth' is neither a "
+                       "weights file nor a finished tools/pretrain.py folder"):
         check_pretrained(_cfg(PRETRAIN_PATH="nowhere.pth"))
+    unfinished = tmp_path / "resnet18-0123456789ab"  # a pretraining folder without its manifest
+    unfinished.mkdir()
+    with pytest.raises(PretrainedWeightsError, match="nor a finished tools/pretrain.py folder.*"
+                       "python tools/pretrain.py --threads 1"):
+        check_pretrained(_cfg(PRETRAIN_PATH=str(unfinished)))
 
 
 def test_offline_without_the_file_says_which_file_where_and_how_to_train_from_scratch():

@@ -48,6 +48,9 @@ def test_weights_are_torchvision_without_the_classifier_and_load_into_every_widt
     cfg.MODEL.BACKBONE.PRETRAIN_PATH = finished.path
     cfg.SFSC.WIDTHS = [0.25, 0.5, 0.75]
     assert check_pretrained(cfg) == finished.path  # its name's hash prefix is its checksum
+    # The run's folder stands for its weights: configs name it, the same on every machine.
+    cfg.MODEL.BACKBONE.PRETRAIN_PATH = os.path.dirname(finished.path)
+    assert check_pretrained(cfg) == finished.path
     model = build_model(cfg)
     backbone = model.backbone
     assert torch.equal(backbone.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])

@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from fastreid.config import get_cfg
 
 from ..config import add_sfsc_config
+from ..modeling.backbones.pretrained import check_pretrained
 from .methods import Run
 from .records import (
     config_differences,
@@ -98,14 +99,18 @@ class BenchmarkRunner:
         return self.finished(run, seed) is not None and os.path.isfile(
             os.path.join(self.output_dir(seed, run.name), "model_final.pth"))
 
-    def effective_config(self, run: Run, seed: int) -> Dict[str, object]:
-        """The run's merged config, flattened, as it reads on any machine (see .records)."""
+    def _cfg(self, run: Run, opts: Sequence[str]):
         cfg = get_cfg()
         add_sfsc_config(cfg)
         cfg.merge_from_file(os.path.join(self.config_dir, run.config))
+        cfg.merge_from_list(list(opts))
+        return cfg
+
+    def effective_config(self, run: Run, seed: int) -> Dict[str, object]:
+        """The run's merged config, flattened, as it reads on any machine (see .records)."""
         # The dependencies' paths stay as {run} placeholders: their configs are added below.
-        cfg.merge_from_list([self._portable(o) for o in (*run.overrides, *self.extra_opts)]
-                            + ["SEED", str(seed)])
+        cfg = self._cfg(run, [self._portable(o) for o in (*run.overrides, *self.extra_opts)]
+                        + ["SEED", str(seed)])
         effective = flatten(cfg)
         del effective["OUTPUT_DIR"]
         for need in run.needs:
@@ -140,6 +145,18 @@ class BenchmarkRunner:
         record, _ = self.committed(run, seed)
         return record["fingerprint"] if record else record_fingerprint(
             run.name, seed, self.effective_config(run, seed))
+
+    def pretrained_weights(self, run: Run, seed: int) -> Optional[str]:
+        """File name of the weights the run starts from (their checksum prefix), or None.
+
+        Informational, not part of the match: a pretraining folder is the same config on every
+        machine though its weights differ between CPUs, as a run's own results do.
+        """
+        cfg = self._cfg(run, self._opts(run, seed))
+        bb = cfg.MODEL.BACKBONE
+        bb.PRETRAIN_PATH = os.path.join(self.repo, bb.PRETRAIN_PATH) if bb.PRETRAIN_PATH else ""
+        path = check_pretrained(cfg)
+        return None if path is None else os.path.basename(path)
 
     def _depth(self, run: Run) -> int:
         return 1 + max((self._depth(self.run_named(n)) for n in run.needs), default=-1)
@@ -247,6 +264,7 @@ class BenchmarkRunner:
                   "seed": seed,
                   "git_commit": self.commit, "wall_time_s": round(wall, 1),
                   "effective_config": self.effective_config(run, seed),
+                  "pretrained_weights": self.pretrained_weights(run, seed),
                   "command": ["python"] + [self._portable(a) for a in command[1:]],
                   "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(out, RECORD), "w") as f:

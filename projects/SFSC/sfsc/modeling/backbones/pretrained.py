@@ -3,7 +3,10 @@ it, copy it into every width.
 
 :func:`resolve_pretrained` looks for the weights of ``MODEL.BACKBONE`` in this order:
 
-1. ``MODEL.BACKBONE.PRETRAIN_PATH``, when set;
+1. ``MODEL.BACKBONE.PRETRAIN_PATH``, when set: a weights file, or a folder that
+   ``tools/pretrain.py`` wrote (the weights its manifest names, whatever their checksum: the
+   folder's name is the key of the pretraining's parameters, the same on every machine, while
+   its rounding, hence the file, differs between CPUs);
 2. torch hub's cache, ``torch.hub.get_dir()/checkpoints/<torchvision's file name>``;
 3. a download from torchvision's URL into that cache, unless ``SFSC_OFFLINE=1`` or the
    server cannot be reached (probed with a short timeout first).
@@ -16,6 +19,7 @@ that trains from scratch. Training calls :func:`check_pretrained` before buildin
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -162,10 +166,15 @@ def resolve_pretrained(bb) -> str:
     """
     if bb.PRETRAIN_PATH:
         path = os.path.expanduser(bb.PRETRAIN_PATH)
+        if os.path.isdir(path):
+            path = os.path.join(path, _pretraining_weights(path))
         if not os.path.isfile(path):
             raise PretrainedWeightsError(
-                f"MODEL.BACKBONE.PRETRAIN_PATH {bb.PRETRAIN_PATH!r} is not a file (relative "
-                f"paths start at {os.getcwd()}). Point it at the weights, leave it empty to use "
+                f"MODEL.BACKBONE.PRETRAIN_PATH {bb.PRETRAIN_PATH!r} is neither a weights file "
+                f"nor a finished tools/pretrain.py folder (relative paths start at "
+                f"{os.getcwd()}). A folder <arch>-<key> is written by `python tools/pretrain.py "
+                f"--threads 1` with the parameters of that key (configs/SyntheticHard: the "
+                f"defaults; ~25 min on 2 cores). Or point it at weights, leave it empty to use "
                 f"torchvision's ImageNet weights from torch hub's cache, {_SCRATCH}.")
         verify_checksum(path)
         return path
@@ -199,6 +208,15 @@ def resolve_pretrained(bb) -> str:
                 f"{_SCRATCH}.")
     verify_checksum(path)
     return path
+
+
+def _pretraining_weights(folder: str) -> str:
+    """The weights file name a finished pretraining folder's manifest names ('' if none)."""
+    try:
+        with open(os.path.join(folder, "manifest.json")) as f:
+            return str(json.load(f).get("weights", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def check_pretrained(cfg) -> Optional[str]:
