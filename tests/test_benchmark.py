@@ -3,7 +3,9 @@ reused, interrupted or changed ones trained again; committed records reused on a
 machine) and the paper-layout tables."""
 import json
 import os
+import re
 import shutil
+import subprocess
 
 import pytest
 
@@ -12,7 +14,7 @@ from sfsc.benchmark.matrices import members_to_evaluate
 from sfsc.benchmark.methods import METHODS, benchmark_runs, runs_for
 from sfsc.benchmark.records import curves_to_series, default_config, thin_curves, write_record
 from sfsc.benchmark.report import aggregate, markdown
-from sfsc.benchmark.runner import RECORD, BenchmarkRunner
+from sfsc.benchmark.runner import RECORD, BenchmarkRunner, git_commit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -245,12 +247,19 @@ def test_missing_old_model_checkpoint_is_trained_again(tmp_path, fake_training):
     records = tmp_path / "records"
     _runner(tmp_path / "first", records=records).run_all()
     os.remove(records / "seed0" / "bct_w0.25.json")
+    full = records / "seed0" / "unified_w1.json"
+    committed = _load(full)
+    committed["wall_time_s"] = 1234.5  # marks the committed record
+    write_record(str(full), committed)
     fake_training.clear()
     log = []
     runner = _runner(tmp_path / "second", records=records, log=log)
     runner.run_all()
     assert fake_training == [runner.output_dir(0, "unified_w1"), runner.output_dir(0, "bct_w0.25")]
     assert any("unified_w1" in line and "needs its checkpoint" in line for line in log)
+    # Trained for its checkpoint only: the record in use (and the matrices cached from its
+    # fingerprint) stays the committed one.
+    assert _load(full) == committed
 
     fake_training.clear()  # a matrix to evaluate needs checkpoints too; here they are
     runner.run_all(need_checkpoints={(0, "unified_w1"), (0, "bct_w0.25")})
@@ -258,6 +267,25 @@ def test_missing_old_model_checkpoint_is_trained_again(tmp_path, fake_training):
     runner = _runner(tmp_path / "third", records=records)
     runner.run_all(need_checkpoints={(0, "unified_w1")})
     assert fake_training == [runner.output_dir(0, "unified_w1")]
+
+
+def test_run_records_written_as_a_benchmark_goes_do_not_make_the_commit_dirty(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "runs").mkdir()
+    for name in ("code.py", "runs/a.json"):
+        (tmp_path / name).write_text("1")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    clean = git_commit(str(tmp_path), str(tmp_path / "runs"))
+    assert re.fullmatch("[0-9a-f]{40}", clean)
+    (tmp_path / "runs" / "a.json").write_text("2")
+    assert git_commit(str(tmp_path), str(tmp_path / "runs")) == clean
+    assert git_commit(str(tmp_path)) == clean + "-dirty"
+    (tmp_path / "code.py").write_text("2")
+    assert git_commit(str(tmp_path), str(tmp_path / "runs")) == clean + "-dirty"
 
 
 def test_a_matrix_is_evaluated_only_without_a_cache_of_its_members(tmp_path, fake_training):

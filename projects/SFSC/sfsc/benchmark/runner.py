@@ -45,12 +45,18 @@ RECORD = "benchmark_run.json"
 RunRecord = Dict[str, object]
 
 
-def git_commit(repo: str) -> str:
-    """HEAD's hash, with ``-dirty`` if tracked files differ from it; ``unknown`` outside git."""
+def git_commit(repo: str, ignore: Optional[str] = None) -> str:
+    """HEAD's hash, with ``-dirty`` if tracked files differ from it; ``unknown`` outside git.
+
+    Files under ``ignore`` (the run records a benchmark writes as it goes) do not count.
+    """
+    spec, repo = [], os.path.abspath(repo)
+    if ignore and os.path.commonpath([os.path.abspath(ignore), repo]) == repo:
+        spec = ["--", ".", f":(exclude){os.path.relpath(os.path.abspath(ignore), repo)}"]
     try:
         head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "-uno"],
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "-uno", *spec],
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -71,7 +77,7 @@ class BenchmarkRunner:
         self.runs, self.seeds, self.extra_opts, self.log = list(runs), list(seeds), \
             list(extra_opts), log
         self.records_dir = records_dir
-        self.commit = git_commit(repo)
+        self.commit = git_commit(repo, records_dir)
         self._defaults: Optional[Dict[str, object]] = None
 
     def output_dir(self, seed: int, name: str) -> str:
@@ -204,11 +210,15 @@ class BenchmarkRunner:
             eta = f", ETA {_fmt(seconds_done / units_done * (units_total - units_done))}" \
                 if units_done else ""
             self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: training{eta}")
-            record = records[(seed, run.name)] = self._train(run, seed)
+            local = self._train(run, seed)
+            # Trained again for its checkpoint only: the record in use stays, so the matrices
+            # cached from it stay valid (its fingerprint is that of the config it was made by).
+            if records[(seed, run.name)] is None:
+                records[(seed, run.name)] = self._commit(run, seed, local)
             units_done += run.cost
-            seconds_done += float(record["wall_time_s"])
+            seconds_done += float(local["wall_time_s"])
             self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: done in "
-                     f"{_fmt(float(record['wall_time_s']))}")
+                     f"{_fmt(float(local['wall_time_s']))}")
         return [records[(s, r.name)] for s, r in jobs]
 
     def _portable(self, arg: str) -> str:
@@ -269,4 +279,4 @@ class BenchmarkRunner:
                   "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(out, RECORD), "w") as f:
             json.dump(record, f, indent=1)
-        return self._commit(run, seed, record)
+        return record
