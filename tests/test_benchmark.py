@@ -269,6 +269,29 @@ def test_missing_old_model_checkpoint_is_trained_again(tmp_path, fake_training):
     assert fake_training == [runner.output_dir(0, "unified_w1")]
 
 
+def test_a_pretraining_folder_with_other_weights_is_another_run(tmp_path, fake_training):
+    """A tools/pretrain.py folder is the same path on every machine, its weights are not."""
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+
+    def weights(name):
+        (folder / name).write_bytes(b"weights")
+        (folder / "manifest.json").write_text(json.dumps({"weights": name}))
+
+    weights("resnet18-a.pth")
+    opts = ("MODEL.BACKBONE.PRETRAIN", "True", "MODEL.BACKBONE.PRETRAIN_PATH", str(folder))
+    records = tmp_path / "records"
+    _runner(tmp_path / "first", *opts, records=records).run_all()
+    bct = _load(records / "seed0" / "bct_w0.25.json")["effective_config"]
+    assert bct["pretrained_weights"] == bct["unified_w1:pretrained_weights"] == "resnet18-a.pth"
+    fake_training.clear()
+    _runner(tmp_path / "second", *opts, records=records).run_all()
+    assert fake_training == []
+    weights("resnet18-b.pth")  # the same pretraining on another CPU
+    _runner(tmp_path / "third", *opts, records=records).run_all()
+    assert [os.path.basename(c) for c in fake_training] == ["unified_w1", "bct_w0.25"]
+
+
 def test_run_records_written_as_a_benchmark_goes_do_not_make_the_commit_dirty(tmp_path):
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)

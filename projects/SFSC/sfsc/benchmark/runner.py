@@ -79,6 +79,7 @@ class BenchmarkRunner:
         self.records_dir = records_dir
         self.commit = git_commit(repo, records_dir)
         self._defaults: Optional[Dict[str, object]] = None
+        self._weights: Dict[Tuple[str, str, str], Optional[str]] = {}
 
     def output_dir(self, seed: int, name: str) -> str:
         return os.path.join(self.root, f"seed{seed}", name)
@@ -119,6 +120,9 @@ class BenchmarkRunner:
                         + ["SEED", str(seed)])
         effective = flatten(cfg)
         del effective["OUTPUT_DIR"]
+        weights = self.pretrained_weights(run, seed)
+        if weights is not None:  # other weights, other results (10 mAP at 0.25x, measured)
+            effective["pretrained_weights"] = weights
         for need in run.needs:
             effective.update((f"{need}:{k}", v)
                              for k, v in self.effective_config(self.run_named(need), seed).items())
@@ -155,14 +159,19 @@ class BenchmarkRunner:
     def pretrained_weights(self, run: Run, seed: int) -> Optional[str]:
         """File name of the weights the run starts from (their checksum prefix), or None.
 
-        Informational, not part of the match: a pretraining folder is the same config on every
-        machine though its weights differ between CPUs, as a run's own results do.
+        Part of the effective config: a tools/pretrain.py folder holds other weights on another
+        CPU, and a record made from other weights is not this run.
         """
         cfg = self._cfg(run, self._opts(run, seed))
         bb = cfg.MODEL.BACKBONE
-        bb.PRETRAIN_PATH = os.path.join(self.repo, bb.PRETRAIN_PATH) if bb.PRETRAIN_PATH else ""
-        path = check_pretrained(cfg)
-        return None if path is None else os.path.basename(path)
+        if not bb.PRETRAIN:
+            return None
+        path = os.path.join(self.repo, bb.PRETRAIN_PATH) if bb.PRETRAIN_PATH else ""
+        if (bb.NAME, bb.DEPTH, path) not in self._weights:
+            bb.PRETRAIN_PATH = path
+            found = check_pretrained(cfg)
+            self._weights[(bb.NAME, bb.DEPTH, path)] = found and os.path.basename(found)
+        return self._weights[(bb.NAME, bb.DEPTH, path)]
 
     def _depth(self, run: Run) -> int:
         return 1 + max((self._depth(self.run_named(n)) for n in run.needs), default=-1)
@@ -274,7 +283,6 @@ class BenchmarkRunner:
                   "seed": seed,
                   "git_commit": self.commit, "wall_time_s": round(wall, 1),
                   "effective_config": self.effective_config(run, seed),
-                  "pretrained_weights": self.pretrained_weights(run, seed),
                   "command": ["python"] + [self._portable(a) for a in command[1:]],
                   "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(out, RECORD), "w") as f:
