@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -290,6 +291,20 @@ def test_a_pretraining_folder_with_other_weights_is_another_run(tmp_path, fake_t
     weights("resnet18-b.pth")  # the same pretraining on another CPU
     _runner(tmp_path / "third", *opts, records=records).run_all()
     assert [os.path.basename(c) for c in fake_training] == ["unified_w1", "bct_w0.25"]
+
+
+def test_the_testbed_without_its_pretraining_stops_saying_how_to_make_it(tmp_path):
+    repo = tmp_path / "clone"  # a checkout without datasets/pretrained
+    shutil.copytree(os.path.join(ROOT, "configs"), repo / "configs")
+    shutil.copytree(os.path.join(ROOT, "tools"), repo / "tools")
+    proc = subprocess.run([sys.executable, str(repo / "tools" / "benchmark.py"), "--dataset",
+                           "SyntheticHard", "--seeds", "0", "--methods", "unified",
+                           "--runs-root", str(tmp_path / "logs"), "--output", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "error: MODEL.BACKBONE.PRETRAIN_PATH" in proc.stderr
+    assert "python tools/pretrain.py --threads 1" in proc.stderr
 
 
 def test_run_records_written_as_a_benchmark_goes_do_not_make_the_commit_dirty(tmp_path):

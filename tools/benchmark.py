@@ -27,6 +27,7 @@ from sfsc.benchmark.methods import METHODS, benchmark_runs
 from sfsc.benchmark.records import curves_to_series
 from sfsc.benchmark.report import aggregate, heatmaps, markdown
 from sfsc.benchmark.runner import BenchmarkRunner
+from sfsc.engine.defaults import exit_on_user_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,4 +117,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error(main))
