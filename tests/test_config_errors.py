@@ -10,6 +10,7 @@ import sfsc
 from fastreid.config import get_cfg
 from fastreid.modeling.meta_arch import build_model
 from sfsc.config_checks import ConfigError, merge_config
+from sfsc.engine.aggregation import build_aggregation
 from sfsc.engine.defaults import check_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +45,26 @@ def test_invalid_width_lists(widths, why):
     merge_config(cfg, CONFIG, ["SFSC.WIDTHS", widths])
     with pytest.raises(ConfigError, match=why):
         check_config(cfg)
+
+
+@pytest.mark.parametrize("key, value, valid", [
+    ("SFSC.COMPAT_LOSS", "evidental", "('asymmetric', 'bct', 'evidential', 'none')"),
+    ("SFSC.AGGREGATION", "pcgard", "['pcgrad', 'sum']"),
+    ("SFSC.EVIDENTIAL.ACTIVATION", "exps", "('exp', 'softplus', 'relu')")])
+def test_an_unknown_method_name_lists_the_registered_ones(key, value, valid):
+    cfg = _cfg()
+    merge_config(cfg, CONFIG, [key, value])
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg)
+    assert str(caught.value) == f"{key} {value!r} is not one of {valid}."
+
+
+def test_an_aggregation_is_built_from_its_config_keys():
+    cfg = _cfg()
+    merge_config(cfg, CONFIG, ["SFSC.AGGREGATION", "pcgrad", "SFSC.PCGRAD.EPS", "0.5"])
+    assert build_aggregation(cfg, seed=4).eps == 0.5
+    merge_config(cfg, CONFIG, ["SFSC.AGGREGATION", "sum"])
+    assert type(build_aggregation(cfg)).__name__ == "SumAggregation"
 
 
 def test_backbone_that_cannot_honour_a_width():

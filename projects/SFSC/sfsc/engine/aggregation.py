@@ -44,6 +44,11 @@ class Aggregation:
 
     name = ""
 
+    @classmethod
+    def from_config(cls, cfg, seed: int = 0) -> Aggregation:
+        """The strategy with its SFSC.* keys; ``seed`` seeds any randomness it has."""
+        return cls()
+
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
         """gram (T, T) float64 -> c (T,) float64."""
         raise NotImplementedError
@@ -85,6 +90,10 @@ class PCGradAggregation(Aggregation):
         self.eps = eps
         self.rng = np.random.default_rng(seed)
 
+    @classmethod
+    def from_config(cls, cfg, seed: int = 0) -> PCGradAggregation:
+        return cls(cfg.SFSC.PCGRAD.EPS, seed)
+
     def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
         g = gram.cpu().numpy()
         t = g.shape[0]
@@ -105,17 +114,14 @@ class PCGradAggregation(Aggregation):
 
 
 AGGREGATIONS: Dict[str, Type[Aggregation]] = {
-    SumAggregation.name: SumAggregation,
-    PCGradAggregation.name: PCGradAggregation,
+    cls.name: cls for cls in (SumAggregation, PCGradAggregation)
 }
 
 
 def build_aggregation(cfg, seed: int = 0) -> Aggregation:
-    """The strategy named by SFSC.AGGREGATION."""
+    """The strategy named by SFSC.AGGREGATION; an unknown name raises ValueError (here only)."""
     name = cfg.SFSC.AGGREGATION
     if name not in AGGREGATIONS:
         raise ValueError(f"SFSC.AGGREGATION {name!r} is not one of {sorted(AGGREGATIONS)}")
-    if name == PCGradAggregation.name:
-        return PCGradAggregation(cfg.SFSC.PCGRAD.EPS, seed)
-    return AGGREGATIONS[name]()
+    return AGGREGATIONS[name].from_config(cfg, seed)
 

@@ -18,7 +18,7 @@ from ..fastreid.run_setup import resolve_device_and_seed, setup_run
 from ..modeling.backbones.pretrained import check_pretrained
 from ..modeling.fastreid_checkpoint import DenseCheckpointError
 from ..modeling.losses import build_compat_loss
-from .aggregation import AGGREGATIONS
+from .aggregation import build_aggregation
 from .task_step import NonFiniteTrainingError
 
 __all__ = ["setup_cfg", "check_config", "USER_ERRORS", "exit_on_user_error"]
@@ -52,13 +52,11 @@ def check_config(cfg) -> None:
     s = cfg.SFSC
     widths = check_widths(s.WIDTHS, "SFSC.WIDTHS", allow_full=False)
     check_widths([s.TRAIN_WIDTH], "SFSC.TRAIN_WIDTH", allow_full=True)
-    try:  # the loss checks its own name and keys (SFSC.EVIDENTIAL.*, SFSC.ASYMMETRIC.*)
+    try:  # each registry checks its own names and keys (SFSC.EVIDENTIAL.*, SFSC.ASYMMETRIC.*)
         build_compat_loss(cfg)
+        build_aggregation(cfg)
     except ValueError as e:
         raise ConfigError(f"{e}.") from None
-    if s.AGGREGATION not in AGGREGATIONS:
-        raise ConfigError(f"SFSC.AGGREGATION {s.AGGREGATION!r} is not one of "
-                          f"{sorted(AGGREGATIONS)}.")
     if s.COMPAT_LOSS != "none" and not widths:
         raise ConfigError(f"SFSC.WIDTHS is empty but SFSC.COMPAT_LOSS is {s.COMPAT_LOSS!r}: "
                           "there is no sub-model to make compatible. List the sub-model widths "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["asymmetric_loss"]
+__all__ = ["asymmetric_loss", "ASYMMETRIC_KINDS"]
+
+ASYMMETRIC_KINDS = ("contrastive", "triplet")
 
 
 def asymmetric_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor,
@@ -15,6 +17,7 @@ def asymmetric_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch
     student, teacher (N, D) features of the same batch (L2-normalised here); targets (N,).
     contrastive: ½·mean_pos(d²) + ½·mean_neg([m − d]₊²), d = ‖s(a) − t(x)‖ over all pairs.
     triplet: mean_a [max_p d²(a, p) − min_n d²(a, n) + m]₊.
+    ``kind`` is one of ASYMMETRIC_KINDS (SFSC.ASYMMETRIC.TYPE, checked by the config's loss).
     """
     s = F.normalize(student.float(), dim=1)
     t = F.normalize(teacher.detach().float(), dim=1)
@@ -25,9 +28,8 @@ def asymmetric_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch
         pos = dist2[same].mean()
         neg = (margin - dist[~same]).clamp_min(0.0).pow(2)
         return 0.5 * pos + 0.5 * (neg.mean() if neg.numel() else dist2.new_zeros(()))
-    if kind == "triplet":
-        hardest_pos = dist2.masked_fill(~same, float("-inf")).amax(dim=1)
-        hardest_neg = dist2.masked_fill(same, float("inf")).amin(dim=1)
-        valid = torch.isfinite(hardest_neg)
-        return (hardest_pos - hardest_neg + margin)[valid].clamp_min(0.0).mean()
-    raise ValueError(f"SFSC.ASYMMETRIC.TYPE must be 'contrastive' or 'triplet', got {kind!r}")
+    assert kind == "triplet", kind
+    hardest_pos = dist2.masked_fill(~same, float("-inf")).amax(dim=1)
+    hardest_neg = dist2.masked_fill(same, float("inf")).amin(dim=1)
+    valid = torch.isfinite(hardest_neg)
+    return (hardest_pos - hardest_neg + margin)[valid].clamp_min(0.0).mean()

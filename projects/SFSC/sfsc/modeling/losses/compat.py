@@ -12,7 +12,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .asymmetric_loss import asymmetric_loss
+from .asymmetric_loss import ASYMMETRIC_KINDS, asymmetric_loss
 from .bct_loss import bct_loss
 from .evidential_loss import ACTIVATIONS, KL_NORMS, KL_TARGETS, evidential_loss
 
@@ -109,13 +109,12 @@ class AsymmetricCompatLoss(CompatLoss):
     name = "asymmetric"
     uses_logits = False
     uses_reference_features = True
-    kinds = ("contrastive", "triplet")
 
     def __init__(self, cfg):
         super().__init__(cfg)
         a = cfg.SFSC.ASYMMETRIC
-        if a.TYPE not in self.kinds:
-            raise ValueError(f"SFSC.ASYMMETRIC.TYPE {a.TYPE!r} is not one of {self.kinds}")
+        if a.TYPE not in ASYMMETRIC_KINDS:
+            raise ValueError(f"SFSC.ASYMMETRIC.TYPE {a.TYPE!r} is not one of {ASYMMETRIC_KINDS}")
         self.kind, self.margin = a.TYPE, float(a.MARGIN)
 
     def __call__(self, feat, logits, ref_feat, targets, iteration=0, epoch=0):
