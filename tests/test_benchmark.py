@@ -1,4 +1,4 @@
-"""tools/benchmark.py's parts: the runs each method takes, a resumable runner (finished runs
+"""tools/benchmark.py's parts (sfsc.benchmark): the runs each method takes, a resumable runner (finished runs
 reused, interrupted or changed ones trained again; committed records reused on another
 machine) and the paper-layout tables."""
 import json
@@ -16,6 +16,7 @@ from sfsc.benchmark.methods import METHODS, benchmark_runs, runs_for
 from sfsc.benchmark.records import curves_to_series, default_config, thin_curves, write_record
 from sfsc.benchmark.report import aggregate, markdown
 from sfsc.benchmark.runner import RECORD, BenchmarkRunner, git_commit
+from sfsc.benchmark.suite import run_suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -352,3 +353,32 @@ def test_curves_are_thinned_evenly_keeping_both_ends():
     assert curves["series"]["loss"] == [float(it) for it in its]
     series = curves_to_series(curves)
     assert series["late"] == [(999, 1.0)] and series["loss"][1] == (its[1], float(its[1]))
+
+
+def test_the_suite_writes_the_report_from_the_runs_matrices(tmp_path, fake_training,
+                                                             monkeypatch):
+    values = {("seed0", "sfsc"): 40, ("seed1", "sfsc"): 44, ("seed0", "bct_s"): 20,
+              ("seed1", "bct_s"): 24}
+
+    def train(command, stdout=None, stderr=None, cwd=None):  # fake_training, other matrices
+        code = fake_call(command, stdout, stderr, cwd)
+        out = command[command.index("OUTPUT_DIR") + 1]
+        with open(os.path.join(out, "compatibility.json"), "w") as f:
+            json.dump(_matrix(values[tuple(out.split(os.sep)[-2:])]), f)
+        return code
+
+    fake_call = runner_module.subprocess.call
+    monkeypatch.setattr(runner_module.subprocess, "call", train)
+    out = run_suite(ROOT, "Synthetic", ["sfsc", "bct_s"], [0, 1], "R18", str(tmp_path / "logs"),
+                    str(tmp_path / "bench"), ["SFSC.WIDTHS", "[0.25]"], "python tools/x.py")
+    assert out == str(tmp_path / "bench" / "Synthetic")
+    assert sorted(os.path.basename(c) for c in fake_training) == ["bct_s"] * 2 + ["sfsc"] * 2
+    text = (tmp_path / "bench" / "Synthetic" / "results.md").read_text()
+    assert "Command: `python tools/x.py`" in text and "Seeds [0, 1]" in text
+    assert "| SFSC | 52.00 ± 2.83 | 52.00 ± 2.83 |" in text  # seeds 0, 1 of sfsc: 50 and 54
+    results = _load(os.path.join(out, "results.json"))
+    assert results["widths"] == [0.25] and results["methods"]["bct_s"]["mAP"]["mean"][0][1] == 32
+    assert {r["run"] for r in results["runs"]} == {"sfsc", "bct_s"}
+    assert not {"effective_config", "compatibility", "curves"} & set(results["runs"][0])
+    assert sorted(os.listdir(os.path.join(out, "runs"))) == ["seed0", "seed1"]
+    assert os.path.exists(os.path.join(out, "curves", "sfsc_seed1.png"))
