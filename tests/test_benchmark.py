@@ -1,6 +1,6 @@
-"""tools/benchmark.py's parts (sfsc.benchmark): the runs each method takes, a resumable runner (finished runs
-reused, interrupted or changed ones trained again; committed records reused on another
-machine) and the paper-layout tables."""
+"""tools/benchmark.py's parts (sfsc.benchmark): the runs each method takes, a resumable runner
+(finished runs reused, interrupted or changed ones trained again; committed records reused on
+another machine), the paper-layout tables and the suite that ties them together."""
 import json
 import os
 import re
