@@ -145,8 +145,7 @@ class TaskGradientTrainer(SimpleTrainer):
             scalars = {f"grad_norm/{name}": float(n) for name, n in zip(self.task_names, norms)}
             scalars["conflicts"] = conflicts
             scalars["conflicts_cumulative"] = self.conflicts_total
-            for name, value in getattr(self.model, "diagnostics", {}).items():
-                scalars[f"diag/{name}"] = float(value)
+            scalars.update(_to_host(getattr(self.model, "diagnostics", {}), "diag/"))
             storage.put_scalars(smoothing_hint=False, **scalars)
 
     def state_dict(self) -> dict:
@@ -164,3 +163,19 @@ class TaskGradientTrainer(SimpleTrainer):
             self.aggregation.load_state_dict(state["aggregation"])
         if "grad_scaler" in state and self.grad_scaler is not None:
             self.grad_scaler.load_state_dict(state["grad_scaler"])
+
+
+def _to_host(values: Dict[str, object], prefix: str) -> Dict[str, float]:
+    """Scalar tensors (and numbers) as floats, named ``prefix + name``.
+
+    The tensors cross to the host in one copy: a float() each would wait for the GPU once per
+    value, a few dozen times per step.
+    """
+    tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+    out = {prefix + k: float(v) for k, v in values.items() if k not in tensors}
+    if tensors:
+        device = next(iter(tensors.values())).device
+        stacked = torch.stack([v.detach().reshape(()).to(device, torch.float64)
+                               for v in tensors.values()])
+        out.update({prefix + k: v for k, v in zip(tensors, stacked.tolist())})
+    return out
