@@ -308,23 +308,29 @@ def test_the_testbed_without_its_pretraining_stops_saying_how_to_make_it(tmp_pat
     assert "python tools/pretrain.py --threads 1" in proc.stderr
 
 
-def test_run_records_written_as_a_benchmark_goes_do_not_make_the_commit_dirty(tmp_path):
+def test_run_records_and_reports_written_as_a_benchmark_goes_do_not_make_the_commit_dirty(
+        tmp_path, fake_training):
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
-    git("init", "-q")
-    (tmp_path / "runs").mkdir()
-    for name in ("code.py", "runs/a.json"):
+    out = tmp_path / "benchmarks" / "Synthetic"
+    (out / "runs").mkdir(parents=True)
+    for name in ("code.py", "benchmarks/Synthetic/runs/a.json", "benchmarks/Synthetic/results.md"):
         (tmp_path / name).write_text("1")
+    git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
-    clean = git_commit(str(tmp_path), str(tmp_path / "runs"))
+    clean = git_commit(str(tmp_path), str(out))
     assert re.fullmatch("[0-9a-f]{40}", clean)
-    (tmp_path / "runs" / "a.json").write_text("2")
-    assert git_commit(str(tmp_path), str(tmp_path / "runs")) == clean
+    (out / "runs" / "a.json").write_text("2")
+    (out / "results.md").write_text("2")  # the previous invocation's report
+    assert git_commit(str(tmp_path), str(out)) == clean
     assert git_commit(str(tmp_path)) == clean + "-dirty"
+    runner = BenchmarkRunner(str(tmp_path), os.path.join(CONFIGS, "Synthetic"),
+                             str(tmp_path / "logs"), [], [0], records_dir=str(out / "runs"))
+    assert runner.commit == clean
     (tmp_path / "code.py").write_text("2")
-    assert git_commit(str(tmp_path), str(tmp_path / "runs")) == clean + "-dirty"
+    assert git_commit(str(tmp_path), str(out)) == clean + "-dirty"
 
 
 def test_a_matrix_is_evaluated_only_without_a_cache_of_its_members(tmp_path, fake_training):

@@ -48,7 +48,8 @@ RunRecord = Dict[str, object]
 def git_commit(repo: str, ignore: Optional[str] = None) -> str:
     """HEAD's hash, with ``-dirty`` if tracked files differ from it; ``unknown`` outside git.
 
-    Files under ``ignore`` (the run records a benchmark writes as it goes) do not count.
+    Files under ``ignore`` (a benchmark's output folder: the run records and the report it
+    rewrites as it goes) do not count.
     """
     spec, repo = [], os.path.abspath(repo)
     if ignore and os.path.commonpath([os.path.abspath(ignore), repo]) == repo:
@@ -77,7 +78,9 @@ class BenchmarkRunner:
         self.runs, self.seeds, self.extra_opts, self.log = list(runs), list(seeds), \
             list(extra_opts), log
         self.records_dir = records_dir
-        self.commit = git_commit(repo, records_dir)
+        # records_dir is <output>/runs: the report beside it is rewritten by every invocation.
+        output = os.path.dirname(os.path.abspath(records_dir)) if records_dir else None
+        self.commit = git_commit(repo, output)
         self._defaults: Optional[Dict[str, object]] = None
         self._weights: Dict[Tuple[str, str, str], Optional[str]] = {}
 
