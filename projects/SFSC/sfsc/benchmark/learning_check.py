@@ -78,22 +78,26 @@ def compare(switchable_dir: str, separate_dir: str, width: float = 0.25) -> Dict
     gallery (``independent``); random features (``chance``)."""
     cfg, _ = load_trained_model(separate_dir)
     loader, num_query = SFSCTrainer.build_test_loader(cfg, DATASET)
-    switchable = evaluate_model_set([ModelEntry(width, switchable_dir, width),
-                                     ModelEntry(1.0, switchable_dir, 1.0)], loader, num_query)
-    separate = evaluate_model_set([ModelEntry(width, separate_dir, width),
-                                   ModelEntry(1.0, switchable_dir, 1.0)], loader, num_query)
-    pids, cams = [], []
-    for batch in loader:
-        pids.append(batch["targets"])
-        cams.append(batch["camids"])
-    pids, cams = torch.cat(pids).numpy(), torch.cat(cams).numpy()
+    # One matrix over the three models, so that each one's features are extracted once.
+    result = evaluate_model_set([ModelEntry("sub", switchable_dir, width),
+                                 ModelEntry("full", switchable_dir, 1.0),
+                                 ModelEntry("separate", separate_dir, width)], loader, num_query)
+    # Identities and cameras come from the test set's records: no image is read for them.
+    items = loader.dataset.img_items
+    pids = np.array([item[1] for item in items])
+    cams = np.array([item[2] for item in items])
     rng = np.random.default_rng(0)
     chance = evaluate_compatibility(
         {0: rng.normal(size=(num_query, 64))}, {0: rng.normal(size=(len(pids) - num_query, 64))},
         pids[:num_query], cams[:num_query], pids[num_query:], cams[num_query:])
-    s, p = switchable.to_json()["mAP"], separate.to_json()["mAP"]
-    return {"cross": s[0][1], "full": s[1][1], "sub_own": s[0][0], "own": p[0][0],
-            "independent": p[0][1], "chance": chance.to_json()["mAP"][0][0]}
+
+    def mean_ap(query: str, gallery: str) -> float:
+        return result.cell(query, gallery)["mAP"]
+
+    return {"cross": mean_ap("sub", "full"), "full": mean_ap("full", "full"),
+            "sub_own": mean_ap("sub", "sub"), "own": mean_ap("separate", "separate"),
+            "independent": mean_ap("separate", "full"),
+            "chance": chance.cell(0, 0)["mAP"]}
 
 
 def own_map(output_dir: str, width: float = 1.0) -> float:

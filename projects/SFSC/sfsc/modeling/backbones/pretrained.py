@@ -19,7 +19,6 @@ that trains from scratch. Training calls :func:`check_pretrained` before buildin
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -32,6 +31,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from ...config_checks import ConfigError
+from ...data.synthetic import read_manifest
 from ..switchable import (
     SwitchableBatchNorm1d,
     SwitchableBatchNorm2d,
@@ -212,11 +212,8 @@ def resolve_pretrained(bb) -> str:
 
 def _pretraining_weights(folder: str) -> str:
     """The weights file name a finished pretraining folder's manifest names ('' if none)."""
-    try:
-        with open(os.path.join(folder, "manifest.json")) as f:
-            return str(json.load(f).get("weights", ""))
-    except (OSError, ValueError, AttributeError):
-        return ""
+    manifest = read_manifest(folder)
+    return str(manifest.get("weights", "")) if isinstance(manifest, dict) else ""
 
 
 def check_pretrained(cfg) -> Optional[str]:
