@@ -19,7 +19,7 @@ from fastreid.config import get_cfg
 from ..config import add_sfsc_config
 from ..engine import SFSCTrainer
 from ..evaluation import evaluate_compatibility
-from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model
+from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
 
 __all__ = ["EPOCHS", "train_small", "train_small_many", "compare", "own_map"]
 
@@ -76,7 +76,7 @@ def compare(switchable_dir: str, separate_dir: str, width: float = 0.25) -> Dict
     """mAP (%) of: the switchable run's q``width``/g1.0 (``cross``) and 1.0/1.0 (``full``); the
     separately trained ``width`` model alone (``own``) and against the switchable full model's
     gallery (``independent``); random features (``chance``)."""
-    cfg, _ = load_trained_model(separate_dir)
+    cfg = load_trained_config(separate_dir)
     loader, num_query = SFSCTrainer.build_test_loader(cfg, DATASET)
     # One matrix over the three models, so that each one's features are extracted once.
     result = evaluate_model_set([ModelEntry("sub", switchable_dir, width),
@@ -102,7 +102,7 @@ def compare(switchable_dir: str, separate_dir: str, width: float = 0.25) -> Dict
 
 def own_map(output_dir: str, width: float = 1.0) -> float:
     """mAP (%) of a trained model at ``width`` with itself (query and gallery)."""
-    cfg, _ = load_trained_model(output_dir)
+    cfg = load_trained_config(output_dir)
     loader, num_query = SFSCTrainer.build_test_loader(cfg, DATASET)
     result = evaluate_model_set([ModelEntry(width, output_dir, width)], loader, num_query)
     return result.to_json()["mAP"][0][0]

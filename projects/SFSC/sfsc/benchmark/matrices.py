@@ -11,7 +11,7 @@ import os
 from typing import Dict, Optional, Sequence, Set, Tuple
 
 from ..engine import SFSCTrainer
-from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model
+from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
 from .methods import Method, matrix_members
 from .records import read_record, write_record
 from .runner import BenchmarkRunner, RunRecord
@@ -52,7 +52,7 @@ def model_set_matrix(runner: BenchmarkRunner, method: Method, widths: Sequence[f
     if matrix is not None:
         return matrix
     entries = [ModelEntry(label, runner.output_dir(seed, name), w) for label, name, w in members]
-    cfg, _ = load_trained_model(entries[0].output_dir)
+    cfg = load_trained_config(entries[0].output_dir)
     loader, num_query = SFSCTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
     matrix = evaluate_model_set(entries, loader, num_query, metric=cfg.TEST.METRIC,
                                 chunk_size=cfg.TEST.COMPAT.CHUNK_SIZE).to_json()

@@ -15,7 +15,7 @@ import time
 from typing import Dict, List, Sequence
 
 from ..engine import SFSCTrainer
-from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_model
+from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
 from .learning_check import DATASET, train_small
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ METHODS = {"sfsc": ("sfsc_ShuffleNet.yml", ()), "bct_s": ("bct_s_R18.yml", SHUFF
 
 def score_run(run_dir: str, widths: Sequence[float]) -> Dict[str, float]:
     """mAP (%) of a switchable run: ``cross@γ`` = M(φ_γ, φ) per sub-width, ``full`` = M(φ, φ)."""
-    cfg, _ = load_trained_model(run_dir)
+    cfg = load_trained_config(run_dir)
     loader, num_query = SFSCTrainer.build_test_loader(cfg, DATASET)
     entries = [ModelEntry(w, run_dir, w) for w in (*widths, 1.0)]
     m = evaluate_model_set(entries, loader, num_query).to_json()["mAP"]

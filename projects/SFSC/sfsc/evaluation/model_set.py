@@ -24,7 +24,7 @@ from .feature_extraction import extract_features
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelEntry", "load_trained_model", "evaluate_model_set"]
+__all__ = ["ModelEntry", "load_trained_config", "load_trained_model", "evaluate_model_set"]
 
 
 class ModelEntry(NamedTuple):
@@ -34,8 +34,12 @@ class ModelEntry(NamedTuple):
     checkpoint: str = "model_final.pth"
 
 
-def load_trained_model(output_dir: str, checkpoint: str = "model_final.pth"):
-    """(cfg, model in eval mode) from a training output folder."""
+def load_trained_config(output_dir: str, checkpoint: str = "model_final.pth"):
+    """The frozen config to rebuild a training output folder's model for evaluation.
+
+    Training-only parts (a frozen old model, its loss, the pretrained initialisation) are
+    switched off; raises FileNotFoundError unless the folder holds config.yaml and ``checkpoint``.
+    """
     config = os.path.join(output_dir, "config.yaml")
     weights = os.path.join(output_dir, checkpoint)
     for path in (config, weights):
@@ -52,8 +56,14 @@ def load_trained_model(output_dir: str, checkpoint: str = "model_final.pth"):
     cfg.SFSC.COMPAT_LOSS = "none"
     cfg.MODEL.BACKBONE.PRETRAIN = False  # the checkpoint replaces every weight
     cfg.freeze()
+    return cfg
+
+
+def load_trained_model(output_dir: str, checkpoint: str = "model_final.pth"):
+    """(cfg, model in eval mode) from a training output folder."""
+    cfg = load_trained_config(output_dir, checkpoint)
     model = build_model(cfg)
-    SFSCCheckpointer(model).load(weights)
+    SFSCCheckpointer(model).load(os.path.join(output_dir, checkpoint))
     model.eval()
     return cfg, model
 
