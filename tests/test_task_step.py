@@ -12,6 +12,7 @@ from fastreid.utils.events import EventStorage
 from sfsc.engine.aggregation import PCGradAggregation, build_aggregation
 from sfsc.engine.task_gradients import TaskGradients
 from sfsc.engine.task_step import NonFiniteTrainingError, TaskGradientTrainer
+from sfsc.modeling.switchable import width_context
 
 
 @pytest.fixture(autouse=True)
@@ -121,6 +122,42 @@ def test_nonfinite_steps_are_skipped_then_stop_training(sfsc_cfg):
     assert torch.equal(model.backbone.conv1.weight, before)
     with pytest.raises(NonFiniteTrainingError, match="2 consecutive"):
         trainer.run_step()
+
+
+def _bn_buffers(model):
+    return {n: b.detach().clone() for n, b in model.named_buffers()
+            if n.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def test_a_skipped_step_leaves_batchnorm_statistics_as_they_were(sfsc_cfg):
+    model = _model(sfsc_cfg)
+    bad, good = _batch(), _batch()
+    bad["images"][0, 0, 0, 0] = float("nan")  # one pixel: every batch statistic is NaN
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    trainer = TaskGradientTrainer(model, [bad, good, good], optimizer, None,
+                                  build_aggregation(sfsc_cfg))
+    before = _bn_buffers(model)
+    # Every width's BatchNorms and the BNNeck's, with the counts.
+    assert {"backbone.bn1.bn.0_25.running_mean", "backbone.bn1.bn.1_0.running_var",
+            "heads.bottleneck.1.bn.0_5.num_batches_tracked"} <= set(before)
+    trainer.iter = 0
+    trainer.run_step()
+    assert trainer.skipped_total == 1
+    after_skip = _bn_buffers(model)
+    assert all(torch.equal(after_skip[n], before[n]) for n in before)
+    for trainer.iter in (1, 2):
+        trainer.run_step()
+    assert trainer.skipped_total == 1
+    stats = _bn_buffers(model)
+    bad_stats = [n for n, b in stats.items() if not torch.isfinite(b.float()).all()]
+    assert not bad_stats
+    assert not torch.equal(stats["backbone.bn1.bn.1_0.running_mean"],
+                           before["backbone.bn1.bn.1_0.running_mean"])  # the good steps count
+    model.eval()
+    with torch.no_grad():
+        for width in model.widths:
+            with width_context(model, width):
+                assert torch.isfinite(model(good)).all(), width
 
 
 def _reference_pcgrad_adam_step(model, batch, seed, adam, eps=1e-12):

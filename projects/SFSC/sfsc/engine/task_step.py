@@ -23,7 +23,7 @@ from fastreid.utils import comm
 from fastreid.utils.events import get_event_storage
 
 from .aggregation import Aggregation, gram_matrix
-from .running_stats import average_running_stats
+from .running_stats import RunningStatsSnapshot, average_running_stats
 from .task_gradients import TaskGradients
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class TaskGradientTrainer(SimpleTrainer):
         self.conflicts_total = 0
         self.skipped_total = 0
         self._skipped_in_a_row = 0
+        self._bn_snapshot = RunningStatsSnapshot()
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -71,6 +72,7 @@ class TaskGradientTrainer(SimpleTrainer):
         data_time = time.perf_counter() - start
 
         self.model.iteration = self.iter
+        self._bn_snapshot.save(self.model)  # a skipped step puts these back
         with self._autocast():
             tasks = self.model(data)
         losses = [sum(d.values()) for d in tasks.values()]
@@ -114,6 +116,9 @@ class TaskGradientTrainer(SimpleTrainer):
         self._write_task_metrics(tasks, gram if finite else None, data_time, scale)
 
     def _skip_step(self, tasks: Dict[str, Dict[str, torch.Tensor]], why: str) -> None:
+        # The forward moved the BatchNorm statistics towards this batch (NaN for a NaN image):
+        # a skipped step leaves the model as it found it.
+        self._bn_snapshot.restore()
         self.skipped_total += 1
         self._skipped_in_a_row += 1
         values = {f"{t}/{k}": float(v.detach()) for t, d in tasks.items() for k, v in d.items()}
