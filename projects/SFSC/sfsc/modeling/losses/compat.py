@@ -8,6 +8,7 @@ names, like ``SFSC.AGGREGATION``'s strategies (FastReID's Registry keys by class
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -71,6 +72,18 @@ class EvidentialCompatLoss(CompatLoss):
                 raise ValueError(f"SFSC.EVIDENTIAL.{key} {value!r} is not one of {allowed}")
         if e.PRIOR <= 0:
             raise ValueError(f"SFSC.EVIDENTIAL.PRIOR must be > 0, got {e.PRIOR}")
+        if not (math.isfinite(e.LOGIT_CLAMP) and e.LOGIT_CLAMP > 0):
+            raise ValueError(f"SFSC.EVIDENTIAL.LOGIT_CLAMP must be a finite number > 0 (the "
+                             f"logits are clamped to [-c, c] before the activation), got "
+                             f"{e.LOGIT_CLAMP}")
+        if not e.LAMBDA >= 0:
+            raise ValueError(f"SFSC.EVIDENTIAL.LAMBDA (the KL weight) must be >= 0, got "
+                             f"{e.LAMBDA}; 0 trains with the Bayes-risk term alone")
+        for schedule, key in (("iters", "ANNEAL_ITERS"), ("epochs", "ANNEAL_EPOCHS")):
+            if e.KL_SCHEDULE == schedule and e[key] <= 0:
+                raise ValueError(f"SFSC.EVIDENTIAL.KL_SCHEDULE {schedule} anneals the KL weight "
+                                 f"over SFSC.EVIDENTIAL.{key} {schedule}, which is {e[key]}: "
+                                 f"set {key} > 0, or KL_SCHEDULE constant for a constant weight")
         self.lam = float(e.LAMBDA)
         self.schedule = e.KL_SCHEDULE
         self.anneal_iters = int(e.ANNEAL_ITERS)
@@ -80,9 +93,9 @@ class EvidentialCompatLoss(CompatLoss):
 
     def kl_weight(self, iteration: int, epoch: int) -> float:
         """λ_t: constant, linear over ANNEAL_ITERS, or Sensoy's λ·min(1, epoch / ANNEAL_EPOCHS)."""
-        if self.schedule == "iters" and self.anneal_iters > 0:
+        if self.schedule == "iters":
             return self.lam * min(1.0, iteration / self.anneal_iters)
-        if self.schedule == "epochs" and self.anneal_epochs > 0:
+        if self.schedule == "epochs":
             return self.lam * min(1.0, epoch / self.anneal_epochs)
         return self.lam
 
