@@ -36,6 +36,7 @@ class TaskGradients:
         for n in sizes:
             offsets.append(offsets[-1] + n)
         spans = list(zip(offsets[:-1], offsets[1:]))
+        self.spans = spans  # (start, end) columns of each parameter
         self._rows = [[self.buffer[t, a:b].view_as(p) for (a, b), p in zip(spans, self.params)]
                       for t in range(num_tasks)]
         self._grads = [self.flat[a:b].view_as(p) for (a, b), p in zip(spans, self.params)]

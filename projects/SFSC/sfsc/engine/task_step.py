@@ -2,8 +2,8 @@
 
 step: losses = model(batch)  ->  G (T×P) = per-task gradients  ->  all-reduce G (DDP)
       (and average the BatchNorm running statistics, see running_stats.py)
-      ->  Gram = G Gᵀ (float64)  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG
-      ->  optimizer.step()
+      ->  Gram = Σ_layers G_l G_lᵀ (float64)  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG
+      ->  optimizer.step()  ->  log norms, cosines, conflicts (whole model, per layer)
 Under AMP every task's loss is scaled by the same GradScaler factor, the projection runs on the
 scaled gradients (it is scale-invariant), and GradScaler unscales / skips / steps once;
 gradient norms and conflicts are logged unscaled. The CUDA paths (fp16 + GradScaler, NCCL)
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import nullcontext
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -22,7 +22,8 @@ from fastreid.engine.train_loop import SimpleTrainer
 from fastreid.utils import comm
 from fastreid.utils.events import get_event_storage
 
-from .aggregation import Aggregation, gram_matrix
+from .aggregation import Aggregation
+from .conflicts import LayerGram, conflict_scalars, layer_conflict_shares, task_pairs
 from .running_stats import RunningStatsSnapshot, average_running_stats
 from .task_gradients import TaskGradients
 
@@ -55,7 +56,9 @@ class TaskGradientTrainer(SimpleTrainer):
         self.max_nonfinite = max_nonfinite
         self.task_names = None
         self.task_grads: Optional[TaskGradients] = None
+        self.layer_gram: Optional[LayerGram] = None
         self.conflicts_total = 0
+        self.pair_conflicts: List[int] = []  # per task pair (task_pairs order), cumulative
         self.skipped_total = 0
         self._skipped_in_a_row = 0
         self._bn_snapshot = RunningStatsSnapshot()
@@ -80,6 +83,9 @@ class TaskGradientTrainer(SimpleTrainer):
             self.task_names = list(tasks)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             self.task_grads = TaskGradients(params, len(losses))
+            names = {id(p): name for name, p in self.model.named_parameters()}
+            layers = [names.get(id(p), "?").rsplit(".", 1)[0] for p in params]
+            self.layer_gram = LayerGram(self.task_grads.spans, layers, params[0].device)
         scaled = [self.grad_scaler.scale(loss) for loss in losses] if self.grad_scaler else losses
         grads = self.task_grads.compute(scaled)
         # The forward updated each process's BatchNorm statistics from its own mini-batch;
@@ -87,7 +93,10 @@ class TaskGradientTrainer(SimpleTrainer):
         # backward: BatchNorm in eval mode saved its running statistics for it.
         average_running_stats(self.model)
         self.task_grads.all_reduce_mean()
-        gram = gram_matrix(grads)  # float64: near-orthogonal tasks keep their conflict sign
+        # float64 (near-orthogonal tasks keep their conflict sign), per layer for the logs; the
+        # aggregation sees the whole model's sum.
+        layer_grams = self.layer_gram(grads)
+        gram = layer_grams.sum(0)
         # Decided on all-reduced values, so every process skips the same steps. Under AMP a
         # non-finite gradient with finite losses is GradScaler's business (it skips and
         # lowers the scale); a non-finite loss is not something a smaller scale fixes.
@@ -113,7 +122,7 @@ class TaskGradientTrainer(SimpleTrainer):
         else:
             self.optimizer.step()
         self._skipped_in_a_row = 0
-        self._write_task_metrics(tasks, gram if finite else None, data_time, scale)
+        self._write_task_metrics(tasks, layer_grams if finite else None, data_time, scale)
 
     def _skip_step(self, tasks: Dict[str, Dict[str, torch.Tensor]], why: str) -> None:
         # The forward moved the BatchNorm statistics towards this batch (NaN for a NaN image):
@@ -130,31 +139,33 @@ class TaskGradientTrainer(SimpleTrainer):
                 "Training stopped. Lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, check "
                 "the data, or raise SFSC.MAX_NONFINITE_STEPS.")
 
-    def _write_task_metrics(self, tasks, gram: Optional[torch.Tensor], data_time: float,
+    def _write_task_metrics(self, tasks, layer_grams: Optional[torch.Tensor], data_time: float,
                             scale: float = 1.0) -> None:
-        """FastReID's loss metrics, then per-task gradient norms and conflicts, unscaled by the
-        loss scale of this step. ``gram`` None: a step GradScaler skipped (inf / NaN)."""
+        """FastReID's loss metrics, then per-task gradient norms, cosines and conflicts (whole
+        model and per layer, see conflicts.py) unscaled by the loss scale of this step, and the
+        model's diagnostics. ``layer_grams`` (L, T, T) None: a step GradScaler skipped."""
         loss_dict = {k: v for d in tasks.values() for k, v in d.items()}
         self._write_metrics(loss_dict, data_time)
         if self.grad_scaler is not None and comm.is_main_process():
             get_event_storage().put_scalar("loss_scale", scale, smoothing_hint=False)
-        if gram is None:
+        if layer_grams is None:
             return
-        gram = gram.double().cpu() / scale ** 2
-        t = gram.shape[0]
-        conflicts = int(sum(gram[a, b] < 0 for a in range(t) for b in range(a + 1, t)))
-        self.conflicts_total += conflicts
+        t = layer_grams.shape[-1]
+        measures = torch.cat([layer_grams.sum(0).flatten(), layer_conflict_shares(layer_grams)])
+        diagnostics, host = _to_host(getattr(self.model, "diagnostics", {}), "diag/", measures)
+        gram = torch.tensor(host[:t * t], dtype=torch.float64).view(t, t) / scale ** 2
+        if len(self.pair_conflicts) != len(task_pairs(t)):  # first step (or another task set)
+            self.pair_conflicts = [0] * len(task_pairs(t))
+        scalars = conflict_scalars(gram, host[t * t:], self.task_names, self.pair_conflicts)
+        self.conflicts_total += scalars["conflicts"]
         if comm.is_main_process():
-            storage = get_event_storage()
-            norms = gram.diagonal().clamp_min(0).sqrt()
-            scalars = {f"grad_norm/{name}": float(n) for name, n in zip(self.task_names, norms)}
-            scalars["conflicts"] = conflicts
             scalars["conflicts_cumulative"] = self.conflicts_total
-            scalars.update(_to_host(getattr(self.model, "diagnostics", {}), "diag/"))
-            storage.put_scalars(smoothing_hint=False, **scalars)
+            scalars.update(diagnostics)
+            get_event_storage().put_scalars(smoothing_hint=False, **scalars)
 
     def state_dict(self) -> dict:
-        state = {"conflicts_total": self.conflicts_total, "skipped_total": self.skipped_total}
+        state = {"conflicts_total": self.conflicts_total, "skipped_total": self.skipped_total,
+                 "pair_conflicts": list(self.pair_conflicts)}
         if hasattr(self.aggregation, "state_dict"):
             state["aggregation"] = self.aggregation.state_dict()
         if self.grad_scaler is not None:
@@ -164,23 +175,26 @@ class TaskGradientTrainer(SimpleTrainer):
     def load_state_dict(self, state: dict) -> None:
         self.conflicts_total = state.get("conflicts_total", 0)
         self.skipped_total = state.get("skipped_total", 0)
+        self.pair_conflicts = list(state.get("pair_conflicts", []))
         if "aggregation" in state and hasattr(self.aggregation, "load_state_dict"):
             self.aggregation.load_state_dict(state["aggregation"])
         if "grad_scaler" in state and self.grad_scaler is not None:
             self.grad_scaler.load_state_dict(state["grad_scaler"])
 
 
-def _to_host(values: Dict[str, object], prefix: str) -> Dict[str, float]:
-    """Scalar tensors (and numbers) as floats, named ``prefix + name``.
+def _to_host(values: Dict[str, object], prefix: str, measures: torch.Tensor
+             ) -> Tuple[Dict[str, float], List[float]]:
+    """Scalar tensors (and numbers) as floats named ``prefix + name``, and ``measures`` (n,)
+    as a list of n floats.
 
-    The tensors cross to the host in one copy: a float() each would wait for the GPU once per
+    Everything crosses to the host in one copy: a float() each would wait for the GPU once per
     value, a few dozen times per step.
     """
     tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
     out = {prefix + k: float(v) for k, v in values.items() if k not in tensors}
-    if tensors:
-        device = next(iter(tensors.values())).device
-        stacked = torch.stack([v.detach().reshape(()).to(device, torch.float64)
-                               for v in tensors.values()])
-        out.update({prefix + k: v for k, v in zip(tensors, stacked.tolist())})
-    return out
+    flat = torch.cat([measures.detach().reshape(-1).double()]
+                     + [v.detach().reshape(1).to(measures.device, torch.float64)
+                        for v in tensors.values()]).tolist()
+    n = measures.numel()
+    out.update(zip((prefix + k for k in tensors), flat[n:]))
+    return out, flat[:n]

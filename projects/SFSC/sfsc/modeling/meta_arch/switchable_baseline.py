@@ -106,7 +106,7 @@ class SwitchableBaseline(Baseline):
             outputs[width] = self._outputs(images, targets, width)
         self.diagnostics = {}
         tasks = OrderedDict(ori=self.losses(outputs[self.train_width], targets))
-        self._record(self.train_width, outputs[self.train_width],
+        self._record(self.train_width, outputs[self.train_width], targets,
                      outputs[self.train_width]["pred_class_logits"])
         if not self.compat_widths:
             return tasks
@@ -137,16 +137,20 @@ class SwitchableBaseline(Baseline):
         epoch = self.iteration // self.iters_per_epoch if self.iters_per_epoch else 0
         loss, diagnostics = loss_fn(out["neck_feat"], logits, ref_feat, targets,
                                     self.iteration, epoch)
-        self._record(width, out, logits, diagnostics)
+        self._record(width, out, targets, logits, diagnostics)
         return {f"loss_{self.compat_name}@{width:g}": loss}
 
     @torch.no_grad()
-    def _record(self, width: float, out: dict, logits: Optional[torch.Tensor],
+    def _record(self, width: float, out: dict, targets: torch.Tensor,
+                logits: Optional[torch.Tensor],
                 extra: Optional[Dict[str, torch.Tensor]] = None) -> None:
-        """Where a collapse shows: the width's BNNeck scale |γ|, the backbone's pooled feature
-        norm, the neck feature norm, the logit spread over classes, the shared classifier's
-        row norm, and the compatible loss's own terms (u, L_ace, KL for the evidential one)."""
+        """Where a collapse shows: the width's training accuracy (top-1 under the model's own
+        classifier), BNNeck scale |γ|, the backbone's pooled feature norm, the neck feature
+        norm, the logit spread over classes, the shared classifier's row norm, and the
+        compatible loss's own terms (u, L_ace, KL for the evidential one)."""
         d = self.diagnostics
+        hits = out["pred_class_logits"].argmax(dim=1) == targets
+        d[f"acc@{width:g}"] = hits.float().mean()
         neck = self.heads.bottleneck[-1]
         if hasattr(neck, "active_bn"):
             with width_context(self, width):
