@@ -15,6 +15,8 @@ os.environ.setdefault("FASTREID_DATASETS",
 os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="sfsc-test-torch-home-")
 os.environ["SFSC_OFFLINE"] = "1"
 
+from benchmark_runs import fake_training  # noqa: E402,F401  (a fixture of the benchmark tests)
+
 import sfsc  # noqa: E402,F401  (after the line above; patches FastReID before any test does)
 
 # One thread: on a shared machine, OpenMP threads waiting for each other cost more than they gain

@@ -9,17 +9,16 @@ import subprocess
 import sys
 
 import pytest
+from benchmark_runs import CONFIGS, ROOT, load, matrix_of, runner_of
 
 from sfsc.benchmark import runner as runner_module
 from sfsc.benchmark.matrices import members_to_evaluate
 from sfsc.benchmark.methods import METHODS, benchmark_runs, runs_for
-from sfsc.benchmark.records import curves_to_series, default_config, thin_curves, write_record
+from sfsc.benchmark.records import curves_to_series, thin_curves, write_record
 from sfsc.benchmark.report import aggregate, markdown
 from sfsc.benchmark.runner import RECORD, BenchmarkRunner, git_commit
 from sfsc.benchmark.suite import run_suite
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, "configs")
 WIDTHS = (0.25, 0.5)
 
 
@@ -42,42 +41,8 @@ def test_one_to_one_methods_bring_their_old_model_first():
     assert [r.name for r in benchmark_runs([METHODS["sfsc"]], [0.5])] == ["sfsc"]
 
 
-@pytest.fixture
-def fake_training(monkeypatch):
-    """Replaces the train_net subprocess: records the command, leaves a checkpoint, 30
-    iterations of metrics.json and a compatibility.json in OUTPUT_DIR."""
-    class Calls(list):
-        exit_code = 0
-
-    calls = Calls()
-
-    def call(command, stdout=None, stderr=None, cwd=None):
-        out = command[command.index("OUTPUT_DIR") + 1]
-        calls.append(out)
-        with open(os.path.join(out, "model_final.pth"), "w") as f:
-            f.write("weights")
-        with open(os.path.join(out, "metrics.json"), "w") as f:
-            for it in range(30):
-                f.write(json.dumps({"iteration": it, "loss_cls": 5.0 - it / 10, "time": 0.3,
-                                    "grad_norm/ori": 1.0 + it}) + "\n")
-        with open(os.path.join(out, "compatibility.json"), "w") as f:
-            json.dump(_matrix(40, widths=(1.0,)), f)
-        return calls.exit_code
-
-    monkeypatch.setattr(runner_module.subprocess, "call", call)
-    return calls
-
-
-def _runner(tmp_path, *opts, records=None, configs=CONFIGS, log=None):
-    runs = runs_for(METHODS["unified"], [0.25])[-1:] + runs_for(METHODS["bct"], [0.25])
-    return BenchmarkRunner(ROOT, os.path.join(configs, "Synthetic"), str(tmp_path),
-                           runs, seeds=[0], extra_opts=opts,
-                           log=log.append if log is not None else lambda msg: None,
-                           records_dir=None if records is None else str(records))
-
-
 def test_runner_reuses_restarts_and_retrains(tmp_path, fake_training):
-    records = _runner(tmp_path).run_all()
+    records = runner_of(tmp_path).run_all()
     assert [os.path.basename(c) for c in fake_training] == ["unified_w1", "bct_w0.25"]
     bct = next(r for r in records if r["run"] == "bct_w0.25")
     assert bct["command"][:2] == ["python", "tools/train_net.py"]  # portable record
@@ -85,37 +50,18 @@ def test_runner_reuses_restarts_and_retrains(tmp_path, fake_training):
     assert f"{tmp_path}/seed0/unified_w1/model_final.pth" in bct["overrides"]
 
     fake_training.clear()
-    _runner(tmp_path).run_all()
+    runner_of(tmp_path).run_all()
     assert fake_training == []  # every run finished: reused
 
     interrupted = tmp_path / "seed0" / "bct_w0.25"
     os.remove(interrupted / RECORD)
     (interrupted / "partial.txt").write_text("left by a killed run")
-    _runner(tmp_path).run_all()
+    runner_of(tmp_path).run_all()
     assert fake_training == [str(interrupted)] and not (interrupted / "partial.txt").exists()
 
     fake_training.clear()
-    _runner(tmp_path, "SOLVER.MAX_EPOCH", "9").run_all()  # another config: trained again
+    runner_of(tmp_path, "SOLVER.MAX_EPOCH", "9").run_all()  # another config: trained again
     assert len(fake_training) == 2
-
-
-def test_a_local_run_survives_a_config_key_added_at_its_default(tmp_path, fake_training):
-    """A newer version with one more config key does not retrain (nor re-need) local runs."""
-    _runner(tmp_path).run_all()
-    path = tmp_path / "seed0" / "unified_w1" / RECORD
-    local = json.loads(path.read_text())
-    assert local["effective_config"]["SFSC.EVIDENTIAL.PRIOR"] == \
-        default_config()["SFSC.EVIDENTIAL.PRIOR"]
-    del local["effective_config"]["SFSC.EVIDENTIAL.PRIOR"]  # as if written before it existed
-    path.write_text(json.dumps(local))
-    fake_training.clear()
-    _runner(tmp_path).run_all()
-    assert fake_training == []
-
-    local["effective_config"]["SFSC.EVIDENTIAL.PRIOR"] = 0.5  # not the default: retrained
-    path.write_text(json.dumps(local))
-    _runner(tmp_path).run_all()
-    assert [os.path.basename(c) for c in fake_training] == ["unified_w1"]
 
 
 def test_records_name_paths_inside_the_repository_relative_to_it(tmp_path, fake_training):
@@ -131,20 +77,14 @@ def test_records_name_paths_inside_the_repository_relative_to_it(tmp_path, fake_
 def test_failed_run_is_reported(tmp_path, fake_training):
     fake_training.exit_code = 3
     with pytest.raises(RuntimeError, match="unified_w1 .seed 0. failed with exit code 3"):
-        _runner(tmp_path).run_all()
+        runner_of(tmp_path).run_all()
     assert not os.path.exists(tmp_path / "seed0" / "unified_w1" / RECORD)
 
 
-def _matrix(value, widths=(0.25, 1.0)):
-    n = len(widths)
-    rows = [[value + i + 10 * j for j in range(n)] for i in range(n)]
-    return {"widths": list(widths), "mAP": rows, "R1": rows, "mINP": rows}
-
-
 def test_tables_report_mean_and_spread():
-    results = aggregate({"unified": {0: _matrix(30), 1: _matrix(32)},
-                         "sfsc": {0: _matrix(40), 1: _matrix(44)},
-                         "sfsc_wo_loss": {0: _matrix(20), 1: _matrix(20)}})
+    results = aggregate({"unified": {0: matrix_of(30), 1: matrix_of(32)},
+                         "sfsc": {0: matrix_of(40), 1: matrix_of(44)},
+                         "sfsc_wo_loss": {0: matrix_of(20), 1: matrix_of(20)}})
     assert results["sfsc"]["mAP"]["mean"][0][1] == 52.0
     assert results["sfsc"]["mAP"]["std"][0][1] == pytest.approx(2.83, abs=0.01)
     text = markdown(results, "Synthetic", ["header line"])
@@ -157,16 +97,11 @@ def test_tables_report_mean_and_spread():
     assert json.loads(json.dumps(results)) == results
 
 
-def _load(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def test_committed_records_are_reused_on_a_new_machine(tmp_path, fake_training):
     records = tmp_path / "benchmarks" / "runs"
-    _runner(tmp_path / "first", records=records).run_all()
+    runner_of(tmp_path / "first", records=records).run_all()
     assert len(fake_training) == 2
-    bct = _load(records / "seed0" / "bct_w0.25.json")
+    bct = load(records / "seed0" / "bct_w0.25.json")
     assert bct["run"] == "bct_w0.25" and bct["seed"] == 0 and bct["wall_time_s"] >= 0
     assert bct["config"] == "configs/Synthetic/bct_R18.yml"
     assert set(bct["config_files"]) == {"configs/Synthetic/bct_R18.yml",
@@ -185,113 +120,47 @@ def test_committed_records_are_reused_on_a_new_machine(tmp_path, fake_training):
     bct["git_commit"] = "0" * 40
     write_record(str(records / "seed0" / "bct_w0.25.json"), bct)
     fake_training.clear()
-    reused = _runner(tmp_path / "second", records=records).run_all()
+    reused = runner_of(tmp_path / "second", records=records).run_all()
     assert fake_training == [] and not (tmp_path / "second").exists()
     assert [r["fingerprint"] for r in reused] == [
-        _load(records / "seed0" / f"{n}.json")["fingerprint"] for n in ("unified_w1",
+        load(records / "seed0" / f"{n}.json")["fingerprint"] for n in ("unified_w1",
                                                                          "bct_w0.25")]
 
 
 def test_runs_finished_before_records_were_kept_become_records(tmp_path, fake_training):
-    _runner(tmp_path / "runs").run_all()
+    runner_of(tmp_path / "runs").run_all()
     fake_training.clear()
-    _runner(tmp_path / "runs", records=tmp_path / "records").run_all()
+    runner_of(tmp_path / "runs", records=tmp_path / "records").run_all()
     assert fake_training == []
-    assert _load(tmp_path / "records" / "seed0" / "unified_w1.json")["curves"]
-
-
-def test_a_config_change_forces_a_retrain(tmp_path, fake_training):
-    records = tmp_path / "records"
-    _runner(tmp_path / "first", records=records).run_all()
-    fake_training.clear()
-    log = []
-    _runner(tmp_path / "second", "SOLVER.MAX_EPOCH", "9", records=records, log=log).run_all()
-    assert len(fake_training) == 2
-    assert any("SOLVER.MAX_EPOCH" in line and "training again" in line for line in log)
-    assert _load(records / "seed0" / "bct_w0.25.json")["effective_config"][
-        "SOLVER.MAX_EPOCH"] == 9
-
-    # A changed config file of the old model: the one-to-one run is another experiment too.
-    configs = tmp_path / "configs"
-    shutil.copytree(os.path.join(ROOT, "configs"), configs)
-    with open(configs / "Synthetic" / "unified_R18.yml", "a") as f:
-        f.write("\nSOLVER:\n  BASE_LR: 0.000123\n")
-    fake_training.clear()
-    _runner(tmp_path / "third", "SOLVER.MAX_EPOCH", "9", records=records,
-            configs=str(configs)).run_all()
-    assert [os.path.basename(c) for c in fake_training] == ["unified_w1", "bct_w0.25"]
-
-
-def test_keys_added_since_the_record_match_only_at_their_default(tmp_path, fake_training):
-    records = tmp_path / "records"
-    _runner(tmp_path / "first", records=records).run_all()
-    path = records / "seed0" / "unified_w1.json"
-    record = _load(path)
-    defaults = default_config()
-    at_default = next(k for k, v in record["effective_config"].items()
-                      if k in defaults and v == defaults[k])
-    del record["effective_config"][at_default]  # as written by code that lacked the key
-    write_record(str(path), record)
-    fake_training.clear()
-    _runner(tmp_path / "second", records=records).run_all()
-    assert fake_training == []
-
-    assert record["effective_config"]["SEED"] != defaults["SEED"]
-    del record["effective_config"]["SEED"]
-    write_record(str(path), record)
-    _runner(tmp_path / "third", records=records).run_all()
-    assert [os.path.basename(c) for c in fake_training] == ["unified_w1"]
+    assert load(tmp_path / "records" / "seed0" / "unified_w1.json")["curves"]
 
 
 def test_missing_old_model_checkpoint_is_trained_again(tmp_path, fake_training):
     """Records of both runs committed, the one-to-one run's removed: on a new machine it needs
     the frozen full model's checkpoint, which only a retrain of that model provides."""
     records = tmp_path / "records"
-    _runner(tmp_path / "first", records=records).run_all()
+    runner_of(tmp_path / "first", records=records).run_all()
     os.remove(records / "seed0" / "bct_w0.25.json")
     full = records / "seed0" / "unified_w1.json"
-    committed = _load(full)
+    committed = load(full)
     committed["wall_time_s"] = 1234.5  # marks the committed record
     write_record(str(full), committed)
     fake_training.clear()
     log = []
-    runner = _runner(tmp_path / "second", records=records, log=log)
+    runner = runner_of(tmp_path / "second", records=records, log=log)
     runner.run_all()
     assert fake_training == [runner.output_dir(0, "unified_w1"), runner.output_dir(0, "bct_w0.25")]
     assert any("unified_w1" in line and "needs its checkpoint" in line for line in log)
     # Trained for its checkpoint only: the record in use (and the matrices cached from its
     # fingerprint) stays the committed one.
-    assert _load(full) == committed
+    assert load(full) == committed
 
     fake_training.clear()  # a matrix to evaluate needs checkpoints too; here they are
     runner.run_all(need_checkpoints={(0, "unified_w1"), (0, "bct_w0.25")})
     assert fake_training == []
-    runner = _runner(tmp_path / "third", records=records)
+    runner = runner_of(tmp_path / "third", records=records)
     runner.run_all(need_checkpoints={(0, "unified_w1")})
     assert fake_training == [runner.output_dir(0, "unified_w1")]
-
-
-def test_a_pretraining_folder_with_other_weights_is_another_run(tmp_path, fake_training):
-    """A tools/pretrain.py folder is the same path on every machine, its weights are not."""
-    folder = tmp_path / "pretrained"
-    folder.mkdir()
-
-    def weights(name):
-        (folder / name).write_bytes(b"weights")
-        (folder / "manifest.json").write_text(json.dumps({"weights": name}))
-
-    weights("resnet18-a.pth")
-    opts = ("MODEL.BACKBONE.PRETRAIN", "True", "MODEL.BACKBONE.PRETRAIN_PATH", str(folder))
-    records = tmp_path / "records"
-    _runner(tmp_path / "first", *opts, records=records).run_all()
-    bct = _load(records / "seed0" / "bct_w0.25.json")["effective_config"]
-    assert bct["pretrained_weights"] == bct["unified_w1:pretrained_weights"] == "resnet18-a.pth"
-    fake_training.clear()
-    _runner(tmp_path / "second", *opts, records=records).run_all()
-    assert fake_training == []
-    weights("resnet18-b.pth")  # the same pretraining on another CPU
-    _runner(tmp_path / "third", *opts, records=records).run_all()
-    assert [os.path.basename(c) for c in fake_training] == ["unified_w1", "bct_w0.25"]
 
 
 def test_the_testbed_without_its_pretraining_stops_saying_how_to_make_it(tmp_path):
@@ -335,16 +204,16 @@ def test_run_records_and_reports_written_as_a_benchmark_goes_do_not_make_the_com
 
 def test_a_matrix_is_evaluated_only_without_a_cache_of_its_members(tmp_path, fake_training):
     records = tmp_path / "records"
-    runner = _runner(tmp_path / "runs", records=records)
+    runner = runner_of(tmp_path / "runs", records=records)
     runner.run_all()
     bct = METHODS["bct"]
     members = {(0, "bct_w0.25"), (0, "unified_w1")}
     assert members_to_evaluate(runner, bct, [0.25], [0]) == members
-    stamps = [_load(records / "seed0" / f"{n}.json")["fingerprint"]
+    stamps = [load(records / "seed0" / f"{n}.json")["fingerprint"]
               for n in ("bct_w0.25", "unified_w1")]  # matrix order: sub-widths, then full
     write_record(str(records / "seed0" / "bct_matrix.json"), {"members": stamps, "matrix": {}})
     assert members_to_evaluate(runner, bct, [0.25], [0]) == set()
-    changed = _runner(tmp_path / "runs", "SOLVER.MAX_EPOCH", "9", records=records)
+    changed = runner_of(tmp_path / "runs", "SOLVER.MAX_EPOCH", "9", records=records)
     assert members_to_evaluate(changed, bct, [0.25], [0]) == members
 
 
@@ -370,7 +239,7 @@ def test_the_suite_writes_the_report_from_the_runs_matrices(tmp_path, fake_train
         code = fake_call(command, stdout, stderr, cwd)
         out = command[command.index("OUTPUT_DIR") + 1]
         with open(os.path.join(out, "compatibility.json"), "w") as f:
-            json.dump(_matrix(values[tuple(out.split(os.sep)[-2:])]), f)
+            json.dump(matrix_of(values[tuple(out.split(os.sep)[-2:])]), f)
         return code
 
     fake_call = runner_module.subprocess.call
@@ -382,7 +251,7 @@ def test_the_suite_writes_the_report_from_the_runs_matrices(tmp_path, fake_train
     text = (tmp_path / "bench" / "Synthetic" / "results.md").read_text()
     assert "Command: `python tools/x.py`" in text and "Seeds [0, 1]" in text
     assert "| SFSC | 52.00 ± 2.83 | 52.00 ± 2.83 |" in text  # seeds 0, 1 of sfsc: 50 and 54
-    results = _load(os.path.join(out, "results.json"))
+    results = load(os.path.join(out, "results.json"))
     assert results["widths"] == [0.25] and results["methods"]["bct_s"]["mAP"]["mean"][0][1] == 32
     assert {r["run"] for r in results["runs"]} == {"sfsc", "bct_s"}
     assert not {"effective_config", "compatibility", "curves"} & set(results["runs"][0])

@@ -1,9 +1,9 @@
 """The matrix of a per-width / one-to-one method: its separately trained models scored as one
 set, cached beside the committed run records so that another machine does not re-evaluate it.
 
-The cache ``<records dir>/seed<k>/<method>_matrix.json`` holds the members' record fingerprints;
-it is reused while they are the fingerprints of the records in use, and evaluated anew (from
-the members' checkpoints) otherwise.
+The cache ``<records dir>/seed<k>/<method>_matrix.json`` (``.cuda.json`` on the GPU) holds the
+members' record fingerprints; it is reused while they are the fingerprints of the records in
+use, and evaluated anew (from the members' checkpoints) otherwise.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ __all__ = ["cached_matrix", "members_to_evaluate", "model_set_matrix"]
 
 def _cache_path(runner: BenchmarkRunner, method: Method, seed: int) -> str:
     folder = runner.records_dir or runner.root
-    return os.path.join(folder, f"seed{seed}", f"{method.key}_matrix.json")
+    return os.path.join(folder, f"seed{seed}", f"{method.key}_matrix{runner.record_suffix}")
 
 
 def cached_matrix(runner: BenchmarkRunner, method: Method, seed: int,

@@ -11,6 +11,10 @@ machine-independent record there (see :mod:`.records`); a run whose record match
 trained again on any machine. A run is still trained again when its checkpoint is needed and
 absent from this machine: a one-to-one method's frozen old model when a run that needs it is
 trained, or a member of a matrix that has to be evaluated anew.
+
+A committed record is never replaced by another run's: when its inputs differ (config, weights,
+data), the runner stops before training anything and says what differs. Records are kept per
+device: ``<run>.json`` for the CPU, ``<run>.cuda.json`` for the GPU, so the two never mix.
 """
 from __future__ import annotations
 
@@ -26,20 +30,20 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from fastreid.config import get_cfg
 
 from ..config import add_sfsc_config
-from ..modeling.backbones.pretrained import check_pretrained
+from ..config_checks import ConfigError
 from .methods import Run
 from .records import (
     config_differences,
     config_file_hashes,
-    default_config,
     flatten,
     read_curves,
     read_record,
     record_fingerprint,
     write_record,
 )
+from .run_inputs import device_kind, input_entries, machine
 
-__all__ = ["RunRecord", "BenchmarkRunner", "git_commit"]
+__all__ = ["RunRecord", "BenchmarkRunner", "RecordConflictError", "git_commit"]
 
 RECORD = "benchmark_run.json"
 RunRecord = Dict[str, object]
@@ -64,6 +68,10 @@ def git_commit(repo: str, ignore: Optional[str] = None) -> str:
         return "unknown"
 
 
+class RecordConflictError(ConfigError):
+    """Committed records of other runs where this benchmark would write its own."""
+
+
 def _fmt(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(seconds)))
 
@@ -81,15 +89,21 @@ class BenchmarkRunner:
         # records_dir is <output>/runs: the report beside it is rewritten by every invocation.
         output = os.path.dirname(os.path.abspath(records_dir)) if records_dir else None
         self.commit = git_commit(repo, output)
-        self._defaults: Optional[Dict[str, object]] = None
-        self._weights: Dict[Tuple[str, str, str], Optional[str]] = {}
+        #: "cpu" or "cuda": the device this machine trains the runs on, which names records.
+        self.device = device_kind(self._cfg(self.runs[0], self.extra_opts)) if self.runs \
+            else "cpu"
 
     def output_dir(self, seed: int, name: str) -> str:
         return os.path.join(self.root, f"seed{seed}", name)
 
+    @property
+    def record_suffix(self) -> str:
+        """What ends a record's file name on this device: ``.json``, ``.cuda.json``."""
+        return ".json" if self.device == "cpu" else f".{self.device}.json"
+
     def record_path(self, seed: int, name: str) -> str:
-        """Where the committed record of ``name`` at ``seed`` lives."""
-        return os.path.join(self.records_dir, f"seed{seed}", f"{name}.json")
+        """Where the committed record of ``name`` at ``seed`` on this device lives."""
+        return os.path.join(self.records_dir, f"seed{seed}", name + self.record_suffix)
 
     def run_named(self, name: str) -> Run:
         return next(r for r in self.runs if r.name == name)
@@ -123,9 +137,7 @@ class BenchmarkRunner:
                         + ["SEED", str(seed)])
         effective = flatten(cfg)
         del effective["OUTPUT_DIR"]
-        weights = self.pretrained_weights(run, seed)
-        if weights is not None:  # other weights, other results (10 mAP at 0.25x, measured)
-            effective["pretrained_weights"] = weights
+        effective.update(input_entries(cfg, self.repo))
         for need in run.needs:
             effective.update((f"{need}:{k}", v)
                              for k, v in self.effective_config(self.run_named(need), seed).items())
@@ -147,10 +159,7 @@ class BenchmarkRunner:
             return [f"it names {record.get('run')} seed {record.get('seed')}"]
         if "effective_config" not in record:
             return ["it holds no effective config (written by an older version)"]
-        if self._defaults is None:
-            self._defaults = default_config()
-        return config_differences(record["effective_config"], self.effective_config(run, seed),
-                                  self._defaults)
+        return config_differences(record["effective_config"], self.effective_config(run, seed))
 
     def expected_fingerprint(self, run: Run, seed: int) -> str:
         """The fingerprint the run's record will have: the matching committed record's, else
@@ -158,23 +167,6 @@ class BenchmarkRunner:
         record, _ = self.committed(run, seed)
         return record["fingerprint"] if record else record_fingerprint(
             run.name, seed, self.effective_config(run, seed))
-
-    def pretrained_weights(self, run: Run, seed: int) -> Optional[str]:
-        """File name of the weights the run starts from (their checksum prefix), or None.
-
-        Part of the effective config: a tools/pretrain.py folder holds other weights on another
-        CPU, and a record made from other weights is not this run.
-        """
-        cfg = self._cfg(run, self._opts(run, seed))
-        bb = cfg.MODEL.BACKBONE
-        if not bb.PRETRAIN:
-            return None
-        path = os.path.join(self.repo, bb.PRETRAIN_PATH) if bb.PRETRAIN_PATH else ""
-        if (bb.NAME, bb.DEPTH, path) not in self._weights:
-            bb.PRETRAIN_PATH = path
-            found = check_pretrained(cfg)
-            self._weights[(bb.NAME, bb.DEPTH, path)] = found and os.path.basename(found)
-        return self._weights[(bb.NAME, bb.DEPTH, path)]
 
     def _depth(self, run: Run) -> int:
         return 1 + max((self._depth(self.run_named(n)) for n in run.needs), default=-1)
@@ -201,15 +193,14 @@ class BenchmarkRunner:
         checkpoint ``need_checkpoints`` ((seed, run name) pairs) or a run to train needs and
         this machine lacks; returns every run's record (committed form with a records_dir)."""
         jobs = [(seed, run) for seed in self.seeds for run in self.runs]
+        committed = {(seed, run.name): self.committed(run, seed) for seed, run in jobs}
+        self._refuse_conflicts({key: diffs for key, (_, diffs) in committed.items() if diffs})
         records: Dict[Tuple[int, str], Optional[RunRecord]] = {}
         for seed, run in jobs:
-            record, diffs = self.committed(run, seed)
+            record = committed[(seed, run.name)][0]
             local = self.finished(run, seed) if record is None else None
             if local is not None:  # finished here before records were kept, or not committed
                 record = self._commit(run, seed, local)
-            elif diffs:
-                self.log(f"seed {seed} {run.name}: the committed record does not match "
-                         f"({len(diffs)} difference(s), e.g. {diffs[0]}): training again")
             records[(seed, run.name)] = record
         to_train = self._to_train(jobs, records, need_checkpoints)
         pending = sorted(((s, r) for s, r in jobs if (s, r.name) in to_train),
@@ -232,6 +223,19 @@ class BenchmarkRunner:
             self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: done in "
                      f"{_fmt(float(local['wall_time_s']))}")
         return [records[(s, r.name)] for s, r in jobs]
+
+    def _refuse_conflicts(self, conflicts: Dict[Tuple[int, str], List[str]]) -> None:
+        """Stop before training when committed records belong to runs with other inputs."""
+        if not conflicts:
+            return
+        lines = [f"  {self.record_path(seed, name)}: {diffs[0]}"
+                 + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
+                 for (seed, name), diffs in sorted(conflicts.items())]
+        raise RecordConflictError(
+            f"{len(conflicts)} committed run record(s) belong to runs with other inputs than "
+            "these, and a record is never replaced by another run's:\n" + "\n".join(lines)
+            + "\nTo train these runs, retire those records (git rm them: they stay in the "
+            "history) or write this benchmark elsewhere (tools/benchmark.py --output DIR).")
 
     def _portable(self, arg: str) -> str:
         # Records name files inside the repository relative to it, so they read the same on
@@ -285,6 +289,7 @@ class BenchmarkRunner:
                   "overrides": [self._portable(a) for a in self._opts(run, seed)[:-2]],
                   "seed": seed,
                   "git_commit": self.commit, "wall_time_s": round(wall, 1),
+                  "machine": machine(self.device),
                   "effective_config": self.effective_config(run, seed),
                   "command": ["python"] + [self._portable(a) for a in command[1:]],
                   "finished": datetime.datetime.now().isoformat(timespec="seconds")}

@@ -9,6 +9,7 @@ from .datasets import (  # noqa: F401  (registers)
     SyntheticReIDLarge,
     SyntheticReIDTiny,
     parse_name,
+    synthetic_header,
 )
 from .errors import DatasetError  # noqa: F401
 from .params import (  # noqa: F401

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import ImageDataset
@@ -23,10 +23,10 @@ from .params import (
     SYNTHETIC_REID_TINY,
     GenerationParams,
 )
-from .synthetic import ensure_synthetic_reid
+from .synthetic import ensure_synthetic_reid, manifest_header
 
 __all__ = ["SyntheticReID", "SyntheticReIDTiny", "SyntheticReIDEasy", "SyntheticReIDHard",
-           "SyntheticReIDLarge", "SyntheticReIDHardLarge", "parse_name"]
+           "SyntheticReIDLarge", "SyntheticReIDHardLarge", "parse_name", "synthetic_header"]
 
 # pid, camera, sequence, frame, box: Market-1501's naming, e.g. 0042_c3s2_004711_01.jpg
 _NAME = re.compile(r"^(\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
@@ -136,3 +136,15 @@ class SyntheticReIDHardLarge(_SyntheticMarket):
     folder = "SyntheticReIDHardLarge"
     dataset_name = "synthreidhardlarge"
     params = SYNTHETIC_REID_HARD_LARGE
+
+
+def synthetic_header(name: str) -> Optional[Dict[str, Any]]:
+    """The manifest header (generator version, seed, parameters) that DATASETS name ``name``
+    is generated with, or None when it is not a synthetic dataset."""
+    try:
+        cls = DATASET_REGISTRY.get(name)
+    except KeyError:
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, _SyntheticMarket)):
+        return None
+    return manifest_header(cls.params, cls.default_seed)

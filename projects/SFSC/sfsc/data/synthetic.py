@@ -23,8 +23,8 @@ from .layout import SUBSETS, DatasetPlan, plan_dataset
 from .params import GenerationParams
 from .render import render_image
 
-__all__ = ["GENERATOR_VERSION", "MANIFEST", "render_plan", "generate_synthetic_reid",
-           "ensure_synthetic_reid", "read_manifest"]
+__all__ = ["GENERATOR_VERSION", "MANIFEST", "manifest_header", "render_plan",
+           "generate_synthetic_reid", "ensure_synthetic_reid", "read_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ GENERATOR_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-def _header(p: GenerationParams, seed: int) -> Dict[str, Any]:
+def manifest_header(p: GenerationParams, seed: int) -> Dict[str, Any]:
+    """What identifies a generated dataset: generator, its version, seed and parameters."""
     return {"generator": "sfsc.data.synthetic", "version": GENERATOR_VERSION, "seed": int(seed),
             "params": p.to_dict()}
 
@@ -78,7 +79,7 @@ def generate_synthetic_reid(folder: str, p: GenerationParams, seed: int) -> Dict
     """Write the dataset of ``(p, seed)`` into ``folder`` (not atomic); return its manifest."""
     plan = plan_dataset(p, seed)
     render_plan(plan, folder)
-    manifest = dict(_header(p, seed), counts=plan.counts(),
+    manifest = dict(manifest_header(p, seed), counts=plan.counts(),
                     num_ids={"train": len(plan.train_pids), "test": len(plan.test_pids)})
     # Written last: its presence marks a complete folder.
     with open(os.path.join(folder, MANIFEST), "w") as f:
@@ -109,7 +110,7 @@ def ensure_synthetic_reid(folder: str, p: GenerationParams, seed: int,
                           name: str = "synthetic ReID") -> str:
     """Generate the dataset of ``(p, seed)`` at ``folder`` unless it is there; return the path."""
     folder = os.path.abspath(folder)
-    header = _header(p, seed)
+    header = manifest_header(p, seed)
     if _is_complete(folder, header):
         return folder
     parent = os.path.dirname(folder)

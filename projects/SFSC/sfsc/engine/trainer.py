@@ -26,7 +26,7 @@ from .task_step import TaskGradientTrainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SFSCTrainer", "amp_settings", "broadcast_model_state"]
+__all__ = ["SFSCTrainer", "amp_settings", "broadcast_model_state", "training_precision"]
 
 
 def broadcast_model_state(model: torch.nn.Module, src: int = 0) -> None:
@@ -42,16 +42,23 @@ def broadcast_model_state(model: torch.nn.Module, src: int = 0) -> None:
             torch.distributed.broadcast(tensor.data, src=src)
 
 
+def training_precision(amp_enabled: bool, amp_dtype: str, device_type: str) -> str:
+    """The precision training runs in: "fp32", or SOLVER.AMP.DTYPE where ``device_type``
+    ("cpu" | "cuda") supports it (float16 autocast needs CUDA)."""
+    if not amp_enabled or (device_type != "cuda" and amp_dtype != "bfloat16"):
+        return "fp32"
+    return amp_dtype
+
+
 def amp_settings(cfg, device: torch.device):
     """(autocast dtype or None, GradScaler or None) for SOLVER.AMP on ``device``."""
     if not cfg.SOLVER.AMP.ENABLED:
         return None, None
-    dtype = getattr(torch, cfg.SOLVER.AMP.DTYPE)
-    if device.type == "cuda":
+    precision = training_precision(True, cfg.SOLVER.AMP.DTYPE, device.type)
+    if precision != "fp32":
+        dtype = getattr(torch, precision)
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         return dtype, scaler
-    if dtype == torch.bfloat16:
-        return dtype, None
     logger.warning("SOLVER.AMP.ENABLED with float16 needs CUDA; training in fp32 "
                    "(set SOLVER.AMP.DTYPE bfloat16 for mixed precision on CPU).")
     return None, None

@@ -12,7 +12,8 @@ it, copy it into every width.
    server cannot be reached (probed with a short timeout first).
 
 A file named like torch hub's downloads, ``<name>-<hex>.pth`` with at least 8 hex digits, must
-have a SHA-256 starting with those digits (torch hub's ``check_hash`` rule). Any failure raises
+have a SHA-256 starting with those digits (torch hub's ``check_hash`` rule); one with a
+``<file>.sha256`` beside it (a shipped file) must have that whole SHA-256. Any failure raises
 :class:`PretrainedWeightsError`, whose message names the file, where to put it and the override
 that trains from scratch. Training calls :func:`check_pretrained` before building anything.
 """
@@ -126,8 +127,25 @@ def _sha256(path: str) -> str:
     return _verified[key]
 
 
+def _sidecar_digest(path: str) -> Optional[str]:
+    """The SHA-256 that ``<path>.sha256`` (``sha256sum`` format) gives, or None without one."""
+    try:
+        with open(path + ".sha256") as f:
+            return f.read().split()[0].lower()
+    except (OSError, IndexError):
+        return None
+
+
 def verify_checksum(path: str) -> None:
-    """Raise PretrainedChecksumError if ``path``'s name carries a hash prefix it does not match."""
+    """Raise PretrainedChecksumError if ``path`` does not match the hash prefix its name
+    carries, or the whole SHA-256 of a ``<path>.sha256`` file beside it."""
+    expected = _sidecar_digest(path)
+    if expected is not None and _sha256(path) != expected:
+        raise PretrainedChecksumError(
+            f"Checksum error: {path} has SHA-256 {_sha256(path)}, but {path}.sha256 says "
+            f"{expected}: the file is damaged, truncated or replaced (a Git LFS pointer or an "
+            "interrupted copy?). Restore it (git checkout -- <file>) or rebuild it as the "
+            f"README beside it says, or {_SCRATCH}.")
     prefix = hash_prefix(path)
     if prefix is None:
         return
