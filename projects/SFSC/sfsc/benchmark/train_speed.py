@@ -24,7 +24,7 @@ from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
 
 from ..config import add_sfsc_config
-from ..engine.aggregation import build_aggregation, gram_matrix
+from ..engine.aggregation import build_aggregation
 from ..engine.task_step import TaskGradientTrainer
 from ..engine.trainer import SFSCTrainer, amp_settings
 
@@ -147,12 +147,13 @@ class Meter:
 
 def time_projection(trainer: TaskGradientTrainer, meter: Meter) -> float:
     """Seconds of the projection of the step just run, re-run on its gradient buffer: the
-    float64 Gram matrix (T×T), the coefficients and the T×P combine into the update vector."""
+    float64 per-layer Gram matrices (L×T×T) and their sum, the coefficients and the T×P
+    combine into the update vector."""
     tg = trainer.task_grads
 
     def project():
         grads = tg.grads
-        trainer.aggregation(grads, gram_matrix(grads), out=tg.flat)
+        trainer.aggregation(grads, trainer.layer_gram(grads).sum(0), out=tg.flat)
 
     return meter(project)[0]
 

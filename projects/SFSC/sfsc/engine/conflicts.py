@@ -5,8 +5,8 @@ The Gram matrix of the task gradients is the sum of the layers' own Gram matrice
 G_l G_lᵀ, so computing those and summing them costs the products the whole one costs. The
 aggregation still projects over the whole model (SFSC's Algorithm 1; PrunNet projects per
 layer); the layers only say where a conflict sits: a pair of tasks conflicts in layer l when
-g_a,l · g_b,l < 0, among the layers both tasks' gradients reach (one width's BatchNorm is only
-reached by that width's task).
+g_a,l · g_b,l < 0, among the layers both tasks' gradients reach (a width's own BatchNorms
+are reached by that width's tasks only).
 """
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ normalisation inside the step (and cost one collective per BatchNorm layer and w
 
 A step skipped for a non-finite loss has already run its forward, which moved every running
 mean / variance towards that batch's statistics: one NaN pixel makes them NaN, and NaN never
-leaves a running average. :class:`RunningStatsSnapshot` copies them before the forward (about
-20,000 values per width for ResNet-18, against 11 million parameters) so that the skip can
-undo it.
+leaves a running average. :class:`RunningStatsSnapshot` copies them before the forward (28,000
+values for ResNet-18 at four widths, against 11.8 million parameters; about 2 ms on one CPU
+thread) so that the skip can undo it.
 """
 from __future__ import annotations
 
