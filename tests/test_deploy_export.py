@@ -19,13 +19,19 @@ from sfsc.deploy import (
     count_parameters,
     export_submodel,
     load_switchable,
+    verify,
 )
 from sfsc.deploy.bn_folding import conv_bn_pairs, fold_batchnorm
 from sfsc.deploy.runtime import load_exported
-from sfsc.deploy.verify import TOLERANCE, reference_features
+from sfsc.deploy.verify import reference_features
 from sfsc.modeling.switchable import SwitchableModule
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
+
+# Max abs difference of L2-normalised float32 features between an exported file and the
+# switchable model (folded BatchNorm and the runtimes' kernels sum in other orders). Stated
+# here, not read from the module under test, so that loosening the module's check is caught.
+TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,7 @@ def loaded(model_dir):
 
 
 def test_every_width_exports_to_files_equal_to_the_switchable_model(loaded, tmp_path):
+    assert verify.TOLERANCE <= TOLERANCE  # export_submodel's own verdict is no looser
     for width in WIDTHS:
         result = export_submodel(loaded, width, str(tmp_path))
         assert result.ok, result.diffs
