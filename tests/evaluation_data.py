@@ -48,3 +48,32 @@ def positive_ties(dist: np.ndarray, qp, qc, gp, gc) -> int:
         values, counts = np.unique(row[keep], return_counts=True)
         ties += int(counts[np.isin(values, row[pos])].sum() - pos.sum())
     return ties
+
+
+def reference_ranks(dist: np.ndarray, qp, qc, gp, gc, positives_first: bool = False
+                    ) -> np.ndarray:
+    """Per valid query: AP, rank of the first positive and INP, (V, 3), written out with a
+    lexsort: smaller distance first, and among equal distances the negatives first (the worst
+    case) or, with ``positives_first``, the positives (the best case). Same identity and camera
+    is junk; queries without a positive are left out."""
+    out = []
+    for q in range(len(qp)):
+        kept = ~((gp == qp[q]) & (gc == qc[q]))
+        match = gp[kept] == qp[q]
+        if not match.any():
+            continue
+        order = np.lexsort((~match if positives_first else match, dist[q][kept]))
+        ranks = np.flatnonzero(match[order]) + 1  # 1-based ranks of the positives
+        out.append((np.mean(np.arange(1, len(ranks) + 1) / ranks), ranks[0],
+                    len(ranks) / ranks[-1]))
+    return np.array(out)
+
+
+def reference_metrics(dist: np.ndarray, qp, qc, gp, gc, positives_first: bool = False
+                      ) -> Dict[str, float]:
+    """{mAP, R1, R5, R10, mINP} in percent from :func:`reference_ranks`."""
+    ranks = reference_ranks(dist, qp, qc, gp, gc, positives_first)
+    ap, first, inp = ranks.T
+    return {"mAP": 100 * ap.mean(), "R1": 100 * np.mean(first <= 1),
+            "R5": 100 * np.mean(first <= 5), "R10": 100 * np.mean(first <= 10),
+            "mINP": 100 * inp.mean()}

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from evaluation_data import reid_split
+from evaluation_data import float64_distance, reference_metrics, reid_split
 
 from sfsc.evaluation.feature_files import evaluate_folder, find_models
 
@@ -82,6 +82,17 @@ def runs(tmp_path_factory):
     return tmp, out
 
 
+def _closest_positive_to_a_negative(dist, qp, qc, gp, gc) -> float:
+    """Smallest |d(query, positive) - d(query, kept negative)| over every query."""
+    gaps = []
+    for row, p, c in zip(dist, qp, qc):
+        kept = ~((gp == p) & (gc == c))
+        pos, neg = row[kept & (gp == p)], row[kept & (gp != p)]
+        if len(pos):
+            gaps.append(np.abs(pos[:, None] - neg[None, :]).min())
+    return min(gaps)
+
+
 def test_happy_path_prints_tables_and_writes_json(runs):
     tmp, out = runs
     code, stdout, stderr = out["ok"]
@@ -93,7 +104,23 @@ def test_happy_path_prints_tables_and_writes_json(runs):
     with open(os.path.join(tmp, "ok_out", "compatibility.json")) as f:
         data = json.load(f)
     assert data["widths"] == [0.5, 2.0, 10.0]  # by width, not by name ("10" < "2")
-    assert np.shape(data["mAP"]) == (3, 3) and 0 < np.min(data["mAP"]) <= 100
+    # Every cell against the metrics written out on the saved arrays (float64 cosine).
+    folder = os.path.join(tmp, "ok")
+    arrays = {(n, s): dict(np.load(os.path.join(folder, f"{n}_{s}.npz")))
+              for n in ("0.5", "2", "10") for s in ("query", "gallery")}
+    for i, q in enumerate(("0.5", "2", "10")):
+        for j, g in enumerate(("0.5", "2", "10")):
+            query, gallery = arrays[(q, "query")], arrays[(g, "gallery")]
+            dist = float64_distance(query["feats"], gallery["feats"], "cosine")
+            ids = query["pids"], query["camids"], gallery["pids"], gallery["camids"]
+            # Every positive is more than 1e-6 from every negative (the closest pair is 5e-6
+            # apart), ten times float32's error on a cosine: the tool's float32 scores rank
+            # as these float64 ones do.
+            assert _closest_positive_to_a_negative(dist, *ids) > 1e-6
+            expected = reference_metrics(dist, *ids)
+            for key, value in expected.items():
+                assert data[key][i][j] == pytest.approx(value, abs=1e-6), (key, q, g)
+    assert len({round(v, 6) for row in data["mAP"] for v in row}) == 9  # nine distinct cells
 
 
 def test_absent_identity_is_skipped_with_a_warning(tmp_path, caplog):

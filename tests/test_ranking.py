@@ -4,11 +4,18 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from evaluation_data import float64_distance, positive_ties, reid_split
+from evaluation_data import (
+    float64_distance,
+    positive_ties,
+    reference_metrics,
+    reference_ranks,
+    reid_split,
+)
 
 import sfsc  # noqa: F401  (FastReID shims before fastreid.evaluation)
 from fastreid.evaluation.rank import evaluate_rank
 from fastreid.utils.compute_dist import build_dist
+from sfsc.benchmark.eval_timing import _tie_bounds
 from sfsc.evaluation import MatchIndex, evaluate_ranking, make_scorer
 from sfsc.evaluation.ranking import QueryBlock, rank_positives, rank_queries
 
@@ -133,6 +140,61 @@ def test_ties_rank_negatives_first():
     np.testing.assert_allclose(result.per_query.inp, [2 / 5, 1 / 6])
     np.testing.assert_array_equal(result.per_query.first_rank, [4, 6])
     assert result.cmc[1] == 0 and result.cmc[5] == 50
+
+
+def _tied_cosine_split():
+    """±1 features in 16 dimensions: every norm is 4 and every cosine a multiple of 1/16, so
+    float32 distances tie exactly, positives with negatives too."""
+    rng = np.random.default_rng(0)
+    split = reid_split(seed=1)
+    centres = rng.choice([-1, 1], (100, split["qf"].shape[1]))
+    for f, p in (("qf", "qp"), ("gf", "gp")):
+        flips = np.where(rng.random(split[f].shape) < 0.2, -1, 1)
+        split[f] = (centres[split[p]] * flips).astype(np.float32)
+    return split
+
+
+@pytest.mark.parametrize("ties, positives_first", [("pessimistic", False),
+                                                   ("optimistic", True)])
+def test_tie_orders_equal_a_written_out_worst_and_best_case(ties, positives_first):
+    split = _tied_cosine_split()
+    dist = _fastreid_dist(split, "cosine")
+    assert positive_ties(dist, *_ids(split)) > 100
+    matches = MatchIndex.build(*_ids(split))
+    ap, first, inp = rank_positives(-dist, *matches.chunk(0, len(dist)), ties=ties)
+    valid = matches.valid
+    expected = reference_ranks(dist, *_ids(split), positives_first=positives_first)
+    np.testing.assert_allclose(ap[valid], expected[:, 0], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(first[valid], expected[:, 1])
+    np.testing.assert_allclose(inp[valid], expected[:, 2], rtol=0, atol=1e-12)
+
+
+def test_fastreids_value_on_tied_distances_lies_within_the_tie_bounds():
+    # The speed benchmark's agreement check accepts a difference to FastReID when both values
+    # lie in [worst, best] over the orders of tied distances (eval_timing._tie_bounds):
+    # FastReID's argsort must land inside them whatever the gallery order.
+    split = _tied_cosine_split()
+    bounds = _tie_bounds(_fastreid_dist(split, "cosine"), MatchIndex.build(*_ids(split)))
+    dist = _fastreid_dist(split, "cosine")
+    for key, (worst, best) in bounds.items():
+        reference = (reference_metrics(dist, *_ids(split))[key],
+                     reference_metrics(dist, *_ids(split), positives_first=True)[key])
+        assert (worst, best) == pytest.approx(reference, abs=1e-9), key
+    assert bounds["mAP"][1] - bounds["mAP"][0] > 1  # the ties matter here
+    seen = set()
+    for seed in range(3):  # gallery orders: FastReID breaks the ties differently in each
+        order = np.random.default_rng(seed).permutation(len(split["gp"]))
+        shuffled = dict(split, gf=split["gf"][order], gp=split["gp"][order],
+                        gc=split["gc"][order])
+        cmc, all_ap, all_inp = evaluate_rank(_fastreid_dist(shuffled, "cosine"),
+                                             shuffled["qp"], shuffled["gp"], shuffled["qc"],
+                                             shuffled["gc"], use_cython=False)
+        values = dict(mAP=np.mean(all_ap) * 100, R1=cmc[0] * 100, R5=cmc[4] * 100,
+                      R10=cmc[9] * 100, mINP=np.mean(all_inp) * 100)
+        for key, (worst, best) in bounds.items():
+            assert worst - 1e-4 <= values[key] <= best + 1e-4, (key, seed, values[key])
+        seen.add(round(values["mAP"], 6))
+    assert len(seen) > 1  # the orders did differ, so the bounds were put to the test
 
 
 def test_score_hook_sees_every_block_and_changes_the_ranking(split):
