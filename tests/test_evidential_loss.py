@@ -243,6 +243,12 @@ def test_the_literal_loss_collapses_the_probe_and_the_chosen_one_does_not():
                   kl_norm=e.KL_NORM, prior=e.PRIOR)
     literal = probe(256, steps=300, **loss_kwargs("paper"))
     repaired = probe(256, steps=300, **chosen)
-    assert literal["uncertainty"] > 0.45 and literal["gamma"] < 0.2
-    assert repaired["uncertainty"] < 0.3 and repaired["gamma"] > 0.8
+    # Measured on an AMD EPYC, seeds 0 / 1 / 2 (the test runs seed 0): literal u 0.499 (all),
+    # |γ| 0.069 / 0.069 / 0.068, accuracy 34.1 / 36.0 / 36.1; chosen u 0.283 / 0.286 / 0.286,
+    # |γ| 0.827 / 0.821 / 0.816 (0.77 at 400 steps in the selection's probe), accuracy
+    # 41.3 / 42.8 / 42.8. Margins to the nearest measured value: u 0.099 / 0.114, |γ| 0.13 /
+    # 0.32, accuracy gap 3.7 points (gaps 6.7-7.2); |γ| > 0.5 is the evidential selection's
+    # pass rule.
+    assert literal["uncertainty"] > 0.4 and literal["gamma"] < 0.2
+    assert repaired["uncertainty"] < 0.4 and repaired["gamma"] > 0.5
     assert repaired["accuracy"] > literal["accuracy"] + 3

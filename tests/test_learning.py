@@ -43,11 +43,14 @@ def test_sfsc_sub_model_is_compatible_with_the_full_model(sfsc_run, separate):
     print(f"mAP: SFSC q0.25/g1.0 {m['cross']:.1f}, SFSC 0.25 alone {m['sub_own']:.1f}, "
           f"SFSC 1.0 {m['full']:.1f}; separate q0.25/g1.0 {m['independent']:.1f}, "
           f"separate 0.25 alone {m['own']:.1f}, chance {m['chance']:.1f}")
-    # Measured here (AMD EPYC, one thread per run, each run in a fresh process; kl_batch loss),
-    # seeds 0 / 1 / 2: cross 36.4 / 27.7 / 34.1, independent 7.4 / 8.8 / 9.8, own 31.2, chance
-    # 6.9. Each bound keeps a margin of at least 5 points over the worst seed.
-    bounds = {"own": m["chance"] + 15, "independent": m["chance"] + 12,
-              "cross": max(m["independent"] + 12, 0.7 * m["own"])}
+    # Measured on an AMD EPYC (one thread per run, each in a fresh process; kl_batch loss),
+    # seeds 0 / 1 / 2, at two states of the code (the second with the forward-only logit
+    # clamp): cross 36.4 / 27.7 / 34.1 and 34.3 / 31.2 / 37.1 (sd of the six 3.5),
+    # independent 7.4 / 8.8 / 9.8 and 5.7 / 9.7 / 7.3, own 31.2 and 26.2, chance 6.9.
+    # Smallest margin of each bound over both: own 9.3, independent 9.1, cross 8.9 (the
+    # first's seed 1, 2.5 sd), where cross must also beat the independent model by 10.
+    bounds = {"own": m["chance"] + 10, "independent": m["chance"] + 12,
+              "cross": max(m["independent"] + 10, 0.6 * m["own"])}
     print(f"bounds: own > {bounds['own']:.1f}, independent < {bounds['independent']:.1f}, "
           f"cross > {bounds['cross']:.1f}")
     assert m["own"] > bounds["own"]  # the separately trained model did learn ...
