@@ -116,6 +116,27 @@ def _is_switchable_backbone(name: str) -> bool:
     return name.startswith("build_switchable_")
 
 
+# The switchable model's top-level modules: what FastReID's LayerFreeze hook can put in eval mode.
+_FREEZABLE = ("backbone", "heads")
+
+
+def _check_freeze_layers(cfg) -> None:
+    # FastReID freezes by two rules that must agree: the optimizer drops the gradients of every
+    # parameter whose name starts with an entry (a regex), the LayerFreeze hook puts only the
+    # top-level modules of that exact name in eval mode. Any other name freezes the weights but
+    # not the BatchNorm statistics; with FREEZE_ITERS 0 neither rule runs.
+    layers = list(cfg.MODEL.FREEZE_LAYERS)
+    for name in layers:
+        if name not in _FREEZABLE:
+            raise ConfigError(f"MODEL.FREEZE_LAYERS {layers}: {name!r} is not a top-level module "
+                              f"of the switchable model, so FastReID would hold its weights but "
+                              f"not its BatchNorm statistics. Use one of {list(_FREEZABLE)}.")
+    if layers and cfg.SOLVER.FREEZE_ITERS <= 0:
+        raise ConfigError(f"MODEL.FREEZE_LAYERS {layers} freezes nothing while "
+                          f"SOLVER.FREEZE_ITERS is {cfg.SOLVER.FREEZE_ITERS}: set FREEZE_ITERS to "
+                          "the number of iterations to hold them, or MODEL.FREEZE_LAYERS [].")
+
+
 def check_fastreid_keys(cfg) -> None:
     """Refuse FastReID keys a switchable model would silently ignore; raise ConfigError.
 
@@ -168,6 +189,7 @@ def check_fastreid_keys(cfg) -> None:
             if unknown else "is empty: the full model would have no original loss"
         raise ConfigError(f"MODEL.LOSSES.NAME {losses} {what}. Use names from "
                           f"{FASTREID_LOSSES}.")
+    _check_freeze_layers(cfg)
     if cfg.TEST.METRIC not in ("cosine", "euclidean"):
         raise ConfigError(f"TEST.METRIC {cfg.TEST.METRIC!r}: the many-to-many evaluator ranks "
                           "by 'cosine' or 'euclidean'.")
