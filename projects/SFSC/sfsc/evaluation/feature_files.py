@@ -17,7 +17,7 @@ import numpy as np
 from .compatibility_evaluator import CompatibilityResult, evaluate_compatibility
 
 __all__ = ["InputError", "Split", "evaluate_folder", "find_models", "load_folder",
-           "load_split", "model_labels"]
+           "load_split", "model_labels", "read_split"]
 
 _SPLITS = ("query", "gallery")
 _ARRAYS = ("feats", "pids", "camids")
@@ -76,7 +76,12 @@ def find_models(folder: str) -> List[str]:
 
 def load_split(folder: str, name: str, split: str) -> Split:
     """The validated arrays of ``<name>_<split>.npz``."""
-    path = os.path.join(folder, f"{name}_{split}.npz")
+    return read_split(os.path.join(folder, f"{name}_{split}.npz"))
+
+
+def read_split(path: str) -> Split:
+    """The validated arrays (feats (N, D) float32, pids (N,), camids (N,) int64) of one
+    saved-features ``.npz``; InputError says what is wrong with it."""
     try:
         with np.load(path, allow_pickle=False) as data:
             present = sorted(data.files)

@@ -8,7 +8,7 @@ different query models (e.g. the 0.25x and the 1.0x sub-model against a 1.0x gal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -93,10 +93,17 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _caption(q: int, lists: RankedLists) -> str:
+    first = int(lists.first_rank[q])
+    return (f"query {q}: AP {lists.ap[q] * 100:.1f}%, first match at rank {first}"
+            if first else f"query {q}: no true match in the gallery")
+
+
 def draw_rank_grid(panels: Sequence[Panel], queries: Sequence[int], query_paths: Sequence[str],
-                   gallery_paths: Sequence[str], layout: Optional[GridLayout] = None
-                   ) -> Image.Image:
-    """The grid of ``queries`` (row order) for every panel, as an RGB image (``layout.size``)."""
+                   gallery_paths: Sequence[str], layout: Optional[GridLayout] = None,
+                   caption: Callable[[int, RankedLists], str] = _caption) -> Image.Image:
+    """The grid of ``queries`` (row order) for every panel, as an RGB image (``layout.size``);
+    ``caption(query, lists)`` is the line above each row."""
     if not panels:
         raise ValueError("draw_rank_grid needs at least one panel")
     k = panels[0].lists.indices.shape[1]
@@ -121,10 +128,7 @@ def draw_rank_grid(panels: Sequence[Panel], queries: Sequence[int], query_paths:
         draw.text((x0, 3), panel.title, fill=_TEXT, font=title_font)
         lists = panel.lists
         for r, q in enumerate(queries):
-            first = int(lists.first_rank[q])
-            text = (f"query {q}: AP {lists.ap[q] * 100:.1f}%, first match at rank {first}"
-                    if first else f"query {q}: no true match in the gallery")
-            draw.text(layout.text_origin(p, r), text, fill=_TEXT, font=font)
+            draw.text(layout.text_origin(p, r), caption(q, lists), fill=_TEXT, font=font)
             cell(query_paths[q], layout.frame_box(p, r, 0), QUERY_COLOUR)
             for c, (g, same) in enumerate(zip(lists.indices[q], lists.same_id[q]), start=1):
                 if g >= 0:
