@@ -7,7 +7,9 @@ import numpy as np
 from sfsc.benchmark.gallery_index.analysis import findings
 from sfsc.benchmark.gallery_index.distractors import DISTRACTOR_PID_BASE, _records
 from sfsc.benchmark.gallery_index.made_features import MADE_PID_BASE, made_distractors
+from sfsc.benchmark.gallery_index.measure import index_bytes
 from sfsc.data.params import SYNTHETIC_REID_TINY
+from sfsc.deploy.index.faiss_ops import new_index
 
 
 def _real(num_ids=40, per_id=6, dim=32, seed=0):
@@ -75,3 +77,16 @@ def test_findings_name_the_target_point_and_the_sub_model_loss():
                                           (64, 0.25, 0.99, 5.0), (64, 1.0, 1.0, 5.0)])]
     missed = findings({"main": {"indexes": slow}})["main"]["target"]
     assert not missed["reached"] and missed["closest_fast_enough"]["value"] == 8
+
+
+def test_index_size_counts_what_the_index_holds():
+    import faiss
+
+    feats = np.random.default_rng(0).standard_normal((3000, 32)).astype(np.float32)
+    flat = faiss.IndexFlatIP(32)
+    flat.add(feats)
+    assert feats.nbytes <= index_bytes(flat) < feats.nbytes + 4096
+    pq = new_index("PQ8", 32, "euclidean")  # 8 bytes per row instead of 128
+    pq.train(feats)
+    pq.add(feats)
+    assert 3000 * 8 <= index_bytes(pq) < feats.nbytes / 4

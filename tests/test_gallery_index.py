@@ -225,3 +225,4 @@ def test_ivf_pq_skips_polysemous_training():
 
     index = new_index("IVF8,PQ8", 16, "cosine")
     assert faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training is False
+    assert faiss.downcast_index(new_index("PQ8", 16, "cosine")).do_polysemous_training is False

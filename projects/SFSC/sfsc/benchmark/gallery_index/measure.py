@@ -8,31 +8,40 @@ counting in AP's denominator, for the index's lists and for the exact ones alike
 """
 from __future__ import annotations
 
-import os
 import time
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ...deploy.index.faiss_ops import to_scores
+from ...deploy.index.faiss_ops import ivf_of, to_scores
 from ...evaluation.list_metrics import drop_junk, list_metrics
 from ...evaluation.matches import MatchIndex
 
-__all__ = ["RECALL_AT", "Reference", "compare", "list_summary", "make_reference", "rss_bytes",
-           "timed_search"]
+__all__ = ["RECALL_AT", "Reference", "compare", "index_bytes", "list_imbalance", "list_summary",
+           "make_reference", "timed_search"]
 
 RECALL_AT = (1, 10, 100)
 
 
-def rss_bytes() -> int:
-    """Resident memory of this process now (bytes)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):  # not Linux: the peak is the best there is
-        import resource
+def index_bytes(index) -> int:
+    """What ``index`` holds (vectors or codes, ids, quantiser, graph), in bytes: the size of
+    its serialisation, counted as it streams (a process's resident memory would also count
+    what the allocator keeps of earlier indexes)."""
+    import faiss
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    total = [0]
+
+    def count(chunk) -> None:
+        total[0] += len(chunk)
+
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    return total[0]
+
+
+def list_imbalance(index) -> Optional[float]:
+    """faiss's imbalance factor of an IVF index's lists (1: equal sizes), else None."""
+    ivf = ivf_of(index)
+    return float(ivf.invlists.imbalance_factor()) if ivf is not None else None
 
 
 def timed_search(index, queries: np.ndarray, depth: int, min_seconds: float = 0.5,

@@ -36,13 +36,18 @@ def _gallery_lines(part: dict) -> List[str]:
 
 def _build_table(entries: List[dict]) -> List[str]:
     lines = ["| index | factory | gallery rows | training rows | train (s) | add (s) | "
-             "memory (MiB) | vectors (MiB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "index (MiB) | float32 vectors (MiB) | IVF list imbalance |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for e in entries:
         b = e["build"]
+        imbalance = f"{b['list_imbalance']:.2f}" if b["list_imbalance"] else "-"
         lines.append(f"| {e['name']} | `{e['factory']}` | {e['gallery_size']:,} | "
                      f"{b['train_rows']:,} | {b['train_s']:.1f} | {b['add_s']:.1f} | "
-                     f"{_mib(b['memory_bytes'])} | {_mib(b['vectors_bytes'])} |")
-    return lines + [""]
+                     f"{_mib(b['index_bytes'])} | {_mib(b['vectors_bytes'])} | {imbalance} |")
+    return lines + ["", "Index size: its serialisation (vectors or codes, ids, quantiser, "
+                    "graph), which is what it holds in memory. List imbalance: faiss's "
+                    "imbalance factor (1 when every list has the same size; a query's cost "
+                    "grows with the size of the lists it visits).", ""]
 
 
 def _points_table(entry: dict) -> List[str]:

@@ -12,7 +12,7 @@ import numpy as np
 from ...evaluation.matches import MatchIndex
 from .analysis import findings
 from .gallery import BenchGallery, bench_gallery
-from .measure import Reference, make_reference, rss_bytes
+from .measure import Reference, index_bytes, make_reference
 from .sweeps import IndexSpec, default_specs, run_spec
 
 logger = logging.getLogger(__name__)
@@ -53,12 +53,11 @@ def _references(feats: np.ndarray, bench: BenchGallery, matches: MatchIndex, dep
     """The Flat index's entry (exact search: recall 1 by definition) and its lists per width."""
     import faiss
 
-    before = rss_bytes()
     start = time.perf_counter()
     flat = faiss.IndexFlatIP(feats.shape[1])
     flat.add(feats)
     build_s = time.perf_counter() - start
-    memory = rss_bytes() - before
+    memory = index_bytes(flat)
     references, points = {}, []
     for width, queries in sorted(bench.queries.items()):
         ref = make_reference(flat, queries, matches, depth)
@@ -74,8 +73,8 @@ def _references(feats: np.ndarray, bench: BenchGallery, matches: MatchIndex, dep
     entry = {"name": "Flat", "factory": "Flat", "param": None, "note": "exact search",
              "gallery_size": int(len(feats)),
              "build": {"train_rows": 0, "train_s": 0.0, "add_s": round(build_s, 2),
-                       "build_s": round(build_s, 2), "memory_bytes": int(memory),
-                       "vectors_bytes": int(feats.nbytes)},
+                       "build_s": round(build_s, 2), "index_bytes": int(memory),
+                       "vectors_bytes": int(feats.nbytes), "list_imbalance": None},
              "points": points}
     return entry, references
 

@@ -15,7 +15,7 @@ from ...deploy.index.faiss_ops import (
     set_search_parameters,
     train_on_sample,
 )
-from .measure import Reference, compare, rss_bytes
+from .measure import Reference, compare, index_bytes, list_imbalance
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +55,13 @@ def run_spec(spec: IndexSpec, gallery: np.ndarray, queries: Dict[float, np.ndarr
              sample_size: int = 65536, seed: int = 0, metric: str = "cosine") -> dict:
     """Build ``spec`` over ``gallery`` (N, D) unit rows (trained on a sample of ``train``,
     default the gallery) and measure every (operating point, width)."""
-    gc.collect()
-    before = rss_bytes()
     index = new_index(spec.factory, gallery.shape[1], metric)
     start = time.perf_counter()
     used, train_s = train_on_sample(index, gallery if train is None else train, sample_size,
                                     seed)
     add_s = add_in_batches(index, gallery)
     build_s = time.perf_counter() - start
-    gc.collect()
-    memory = rss_bytes() - before
+    memory, imbalance = index_bytes(index), list_imbalance(index)
     logger.info(f"{spec.name} ({spec.factory}) over {len(gallery)} rows: built in "
                 f"{build_s:.1f} s, {memory / 2 ** 20:.0f} MiB")
     points: List[dict] = []
@@ -81,6 +78,6 @@ def run_spec(spec: IndexSpec, gallery: np.ndarray, queries: Dict[float, np.ndarr
     return {"name": spec.name, "factory": spec.factory, "param": spec.param,
             "note": spec.note, "gallery_size": int(len(gallery)),
             "build": {"train_rows": used, "train_s": round(train_s, 2), "add_s": round(add_s, 2),
-                      "build_s": round(build_s, 2), "memory_bytes": int(memory),
-                      "vectors_bytes": int(gallery.nbytes)},
+                      "build_s": round(build_s, 2), "index_bytes": int(memory),
+                      "vectors_bytes": int(gallery.nbytes), "list_imbalance": imbalance},
             "points": points}

@@ -58,11 +58,12 @@ def new_index(factory: str, dim: int, metric: str):
         raise IndexInputError(f"faiss cannot build an index from {factory!r} for {dim}-d "
                               f"vectors ({first}). Pass a faiss index_factory string such as "
                               f"'Flat', 'IVF1024,Flat', 'IVF1024,PQ64' or 'HNSW32'.") from None
-    ivf = ivf_of(index)
-    if ivf is not None and hasattr(ivf, "do_polysemous_training"):
-        # The factory turns it on for IVF-PQ, yet it only serves Hamming pre-filtering
-        # (polysemous_ht), which search leaves off; on 64 sub-quantisers it costs minutes.
-        ivf.do_polysemous_training = False
+    for part in (ivf_of(index), faiss.downcast_index(index)):
+        if part is not None and hasattr(part, "do_polysemous_training"):
+            # The factory turns it on for PQ and IVF-PQ, yet it only serves Hamming
+            # pre-filtering (polysemous_ht), which search leaves off; on 64 sub-quantisers
+            # it costs minutes.
+            part.do_polysemous_training = False
     return index
 
 
