@@ -11,13 +11,14 @@ import sys
 import pytest
 from benchmark_runs import CONFIGS, ROOT, load, matrix_of, runner_of
 
+from sfsc.benchmark import run_inputs
 from sfsc.benchmark import runner as runner_module
 from sfsc.benchmark.matrices import members_to_evaluate
 from sfsc.benchmark.methods import METHODS, benchmark_runs, runs_for
 from sfsc.benchmark.records import curves_to_series, thin_curves, write_record
 from sfsc.benchmark.report import aggregate, markdown
 from sfsc.benchmark.runner import RECORD, BenchmarkRunner, git_commit
-from sfsc.benchmark.suite import run_suite
+from sfsc.benchmark.suite import pooled_machines, run_suite
 
 WIDTHS = (0.25, 0.5)
 
@@ -79,6 +80,14 @@ def test_failed_run_is_reported(tmp_path, fake_training):
     with pytest.raises(RuntimeError, match="unified_w1 .seed 0. failed with exit code 3"):
         runner_of(tmp_path).run_all()
     assert not os.path.exists(tmp_path / "seed0" / "unified_w1" / RECORD)
+
+
+def test_the_report_says_which_machines_it_pooled():
+    records = [{"machine": {"cpu": "AMD EPYC", "device": "cpu"}}] * 3 + [
+        {"machine": {"cpu": "Intel Xeon", "device": "cpu"}}, {},
+        {"machine": {"cpu": "AMD EPYC", "device": "NVIDIA H200"}}]
+    assert pooled_machines(records) == ("cpu: AMD EPYC (3 runs), CPU not recorded (1 run), "
+                                        "Intel Xeon (1 run); gpu: NVIDIA H200 (1 run)")
 
 
 def test_tables_report_mean_and_spread():
@@ -250,6 +259,8 @@ def test_the_suite_writes_the_report_from_the_runs_matrices(tmp_path, fake_train
     assert sorted(os.path.basename(c) for c in fake_training) == ["bct_s"] * 2 + ["sfsc"] * 2
     text = (tmp_path / "bench" / "Synthetic" / "results.md").read_text()
     assert "Command: `python tools/x.py`" in text and "Seeds [0, 1]" in text
+    cpu = run_inputs.machine("cpu")["cpu"]
+    assert f"on cpu: {cpu} (4 runs)." in text  # what the table pools
     assert "| SFSC | 52.00 ± 2.83 | 52.00 ± 2.83 |" in text  # seeds 0, 1 of sfsc: 50 and 54
     results = load(os.path.join(out, "results.json"))
     assert results["widths"] == [0.25] and results["methods"]["bct_s"]["mAP"]["mean"][0][1] == 32

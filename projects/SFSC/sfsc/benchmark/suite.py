@@ -16,7 +16,7 @@ from .records import curves_to_series
 from .report import aggregate, heatmaps, markdown
 from .runner import BenchmarkRunner
 
-__all__ = ["run_suite", "sub_widths", "CURVES"]
+__all__ = ["run_suite", "sub_widths", "pooled_machines", "CURVES"]
 
 # Methods whose training curves are drawn, one figure per seed.
 CURVES = ("sfsc", "bct_s")
@@ -31,6 +31,20 @@ def sub_widths(config_dir: str, net: str, opts: Sequence[str]) -> List[float]:
     cfg.merge_from_file(os.path.join(config_dir, f"sfsc_{net}.yml"))
     cfg.merge_from_list(list(opts))
     return sorted(float(w) for w in cfg.SFSC.WIDTHS)
+
+
+def pooled_machines(records: Sequence[Dict]) -> str:
+    """What a table pools, e.g. ``cpu: AMD EPYC (30 runs), Intel Xeon (2 runs)``."""
+    counts: Dict[str, Dict[str, int]] = {}
+    for record in records:
+        where = record.get("machine") or {}
+        device = where.get("device", "cpu")
+        per_device = counts.setdefault("cpu" if device == "cpu" else "gpu", {})
+        name = where.get("cpu", "CPU not recorded") if device == "cpu" else device
+        per_device[name] = per_device.get(name, 0) + 1
+    return "; ".join(f"{kind}: " + ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})"
+                                             for name, n in sorted(names.items()))
+                     for kind, names in sorted(counts.items()))
 
 
 def _matrices(runner: BenchmarkRunner, methods, widths, seeds, records) -> Dict[str, Dict]:
@@ -77,7 +91,8 @@ def run_suite(root: str, dataset: str, method_keys: Sequence[str], seeds: Sequen
               f"Seeds {list(seeds)}; sub-model widths {widths}; cells are mean ± std over seeds "
               f"(std with ddof 1). Training wall time {train_time / 60:.0f} min in total, "
               f"{train_time / 60 / len(seeds):.0f} min per seed; runs trained at git "
-              f"commit {', '.join(sorted({r['git_commit'] for r in record_list}))}."]
+              f"commit {', '.join(sorted({r['git_commit'] for r in record_list}))}; "
+              f"on {pooled_machines(record_list)}."]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(markdown(results, dataset, header) + "\n")
     with open(os.path.join(out, "results.json"), "w") as f:
