@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import torch
 
 from ..data import synthetic_header
 from ..engine.trainer import training_precision
-from ..modeling.backbones.pretrained import check_pretrained, hash_prefix
+from ..modeling.backbones.pretrained import check_pretrained, hash_prefix, sha256_of
 
 __all__ = ["LOCATION_KEYS", "device_kind", "file_checksum", "input_entries", "machine"]
 
@@ -34,20 +34,11 @@ __all__ = ["LOCATION_KEYS", "device_kind", "file_checksum", "input_entries", "ma
 LOCATION_KEYS = ("MODEL.BACKBONE.PRETRAIN_PATH", "MODEL.WEIGHTS", "SFSC.DENSE_INIT.WEIGHTS",
                  "SFSC.OLD_MODEL.WEIGHTS", "SFSC.DATA.CUSTOM_PATH")
 _CHECKSUM_DIGITS = 16
-_checksums: Dict[Tuple[str, int, int], str] = {}  # (real path, size, mtime) -> digest
 
 
 def file_checksum(path: str) -> str:
-    """The first 16 hex digits of the file's SHA-256 (cached per path, size and mtime)."""
-    stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _checksums:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _checksums[key] = digest.hexdigest()[:_CHECKSUM_DIGITS]
-    return _checksums[key]
+    """The first 16 hex digits of the file's SHA-256."""
+    return sha256_of(path)[:_CHECKSUM_DIGITS]
 
 
 def _folder_checksum(folder: str) -> str:

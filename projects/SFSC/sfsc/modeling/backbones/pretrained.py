@@ -43,7 +43,7 @@ from ..switchable import (
 
 __all__ = ["PretrainedWeightsError", "PretrainedChecksumError", "OFFLINE_ENV",
            "torchvision_weights", "resolve_pretrained", "check_pretrained", "load_pretrained",
-           "load_torchvision_state", "verify_checksum", "hash_prefix"]
+           "load_torchvision_state", "verify_checksum", "hash_prefix", "sha256_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ def hash_prefix(path: str) -> Optional[str]:
     return m.group(1) if m else None
 
 
-def _sha256(path: str) -> str:
+def sha256_of(path: str) -> str:
+    """The file's SHA-256 in hex, computed once per path, size and mtime in a process."""
     stat = os.stat(path)
     key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
     if key not in _verified:
@@ -140,16 +141,16 @@ def verify_checksum(path: str) -> None:
     """Raise PretrainedChecksumError if ``path`` does not match the hash prefix its name
     carries, or the whole SHA-256 of a ``<path>.sha256`` file beside it."""
     expected = _sidecar_digest(path)
-    if expected is not None and _sha256(path) != expected:
+    if expected is not None and sha256_of(path) != expected:
         raise PretrainedChecksumError(
-            f"Checksum error: {path} has SHA-256 {_sha256(path)}, but {path}.sha256 says "
+            f"Checksum error: {path} has SHA-256 {sha256_of(path)}, but {path}.sha256 says "
             f"{expected}: the file is damaged, truncated or replaced (a Git LFS pointer or an "
             "interrupted copy?). Restore it (git checkout -- <file>) or rebuild it as the "
             f"README beside it says, or {_SCRATCH}.")
     prefix = hash_prefix(path)
     if prefix is None:
         return
-    actual = _sha256(path)
+    actual = sha256_of(path)
     if not actual.startswith(prefix):
         raise PretrainedChecksumError(
             f"Checksum error: {path} has SHA-256 {actual[:len(prefix)]}..., but its name says "
