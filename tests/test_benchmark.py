@@ -172,8 +172,8 @@ def test_missing_old_model_checkpoint_is_trained_again(tmp_path, fake_training):
     assert fake_training == [runner.output_dir(0, "unified_w1")]
 
 
-def test_the_testbed_without_its_pretraining_stops_saying_how_to_make_it(tmp_path):
-    repo = tmp_path / "clone"  # a checkout without datasets/pretrained
+def test_the_testbed_without_its_weights_stops_saying_how_to_restore_them(tmp_path):
+    repo = tmp_path / "clone"  # a checkout without benchmarks/testbed/weights
     shutil.copytree(os.path.join(ROOT, "configs"), repo / "configs")
     shutil.copytree(os.path.join(ROOT, "tools"), repo / "tools")
     proc = subprocess.run([sys.executable, str(repo / "tools" / "benchmark.py"), "--dataset",
@@ -183,7 +183,8 @@ def test_the_testbed_without_its_pretraining_stops_saying_how_to_make_it(tmp_pat
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "error: MODEL.BACKBONE.PRETRAIN_PATH" in proc.stderr
-    assert "python tools/pretrain.py --threads 1" in proc.stderr
+    assert "git checkout -- " in proc.stderr and "resnet18-2affeffe.pth" in proc.stderr
+    assert not (tmp_path / "logs").exists()
 
 
 def test_run_records_and_reports_written_as_a_benchmark_goes_do_not_make_the_commit_dirty(

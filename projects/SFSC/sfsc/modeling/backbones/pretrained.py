@@ -191,10 +191,12 @@ def resolve_pretrained(bb) -> str:
             raise PretrainedWeightsError(
                 f"MODEL.BACKBONE.PRETRAIN_PATH {bb.PRETRAIN_PATH!r} is neither a weights file "
                 f"nor a finished tools/pretrain.py folder (relative paths start at "
-                f"{os.getcwd()}). A folder <arch>-<key> is written by `python tools/pretrain.py "
-                f"--threads 1` with the parameters of that key (configs/SyntheticHard: the "
-                f"defaults; ~25 min on 2 cores). Or point it at weights, leave it empty to use "
-                f"torchvision's ImageNet weights from torch hub's cache, {_SCRATCH}.")
+                f"{os.getcwd()}). A file shipped with the repository is restored with "
+                f"`git checkout -- {bb.PRETRAIN_PATH}`. A folder "
+                f"<arch>-<key> is written by `python tools/pretrain.py --threads 1` with the "
+                f"parameters of that key (~45 min on 2 cores; its file differs between CPUs). "
+                f"Or point it at weights, leave it empty to use torchvision's ImageNet weights "
+                f"from torch hub's cache, {_SCRATCH}.")
         verify_checksum(path)
         return path
     weights = torchvision_weights(bb.NAME, bb.DEPTH)
