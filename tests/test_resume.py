@@ -15,10 +15,11 @@ from sfsc.engine.aggregation import PCGradAggregation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "Synthetic", "sfsc_R18.yml")
-EPOCHS = 3
+EPOCHS = 2
+KILL_AT = 1.5  # epochs: mid-way through the second one, after the first checkpoint
 OPTS = ["DATASETS.NAMES", '("SyntheticReIDTiny",)', "DATASETS.TESTS", '("SyntheticReIDTiny",)',
         "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]", "INPUT.PADDING.SIZE", "2",
-        "SOLVER.IMS_PER_BATCH", "32", "SOLVER.MAX_EPOCH", str(EPOCHS), "SOLVER.STEPS", "[2]",
+        "SOLVER.IMS_PER_BATCH", "32", "SOLVER.MAX_EPOCH", str(EPOCHS), "SOLVER.STEPS", "[1]",
         "SOLVER.WARMUP_ITERS", "5", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "1",
         "DATALOADER.NUM_WORKERS", "1", "SFSC.LOG_PERIOD", "1", "SFSC.DETERMINISTIC", "True",
         "SEED", "7"]
@@ -62,20 +63,21 @@ def _same_weights(a, b):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    # a and b side by side: one thread each, so running together changes no rounding.
+    # Two runs side by side, one thread each, so that running together changes no rounding:
+    # the uninterrupted run beside the one killed mid-way, then its twin beside the resume.
     with ThreadPoolExecutor(2) as pool:
-        procs = list(pool.map(lambda name: _train(root / name), ("a", "b")))
-    for proc in procs:
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        a = pool.submit(_train, root / "a")
+        killed = pool.submit(_train, root / "c", kill_at=KILL_AT).result()
+        assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL
+        assert not os.path.exists(root / "c" / "model_final.pth")
+        with open(root / "c" / "last_checkpoint") as f:
+            assert f.read().strip() == "model_0000.pth"
+        b = pool.submit(_train, root / "b")
+        resumed = pool.submit(_train, root / "c", "--resume", record=root / "restored.json")
+        for proc in (a.result(), b.result(), resumed.result()):
+            assert proc.returncode == 0, proc.stderr[-3000:]
     iters_per_epoch = max(_grad_norms(root / "a")) // EPOCHS + 1
-    kill_at = iters_per_epoch + iters_per_epoch // 2  # mid-way through the second epoch
-    killed = _train(root / "c", kill_at=kill_at)
-    assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL
-    assert not os.path.exists(root / "c" / "model_final.pth")
-    with open(root / "c" / "last_checkpoint") as f:
-        assert f.read().strip() == "model_0000.pth"
-    resumed = _train(root / "c", "--resume", record=root / "restored.json")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    kill_at = int(KILL_AT * iters_per_epoch)
     return root, kill_at, iters_per_epoch
 
 

@@ -1,7 +1,8 @@
-"""tools/train_net.py with two test hooks: a SIGKILL at the start of iteration $SFSC_KILL_AT
-(a real crash), and, with $SFSC_RESTORED_STATE, a JSON file of what training starts from.
+"""tools/train_net.py with two test hooks: a SIGKILL at the start of the iteration $SFSC_KILL_AT
+epochs in (a real crash), and, with $SFSC_RESTORED_STATE, a JSON file of what training starts
+from.
 
-    SFSC_KILL_AT=30 python tests/train_killed.py --config-file ... [KEY VALUE ...]
+    SFSC_KILL_AT=1.5 python tests/train_killed.py --config-file ... [KEY VALUE ...]
     SFSC_RESTORED_STATE=state.json python tests/train_killed.py --config-file ... --resume
 """
 import json
@@ -18,8 +19,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class KillAt(HookBase):
-    def __init__(self, iteration: int):
-        self.iteration = iteration
+    def __init__(self, epochs: float):
+        self.epochs = epochs
+
+    def before_train(self):  # in epochs, so that a caller need not know the dataset's size
+        self.iteration = int(self.epochs * self.trainer.iters_per_epoch)
 
     def before_step(self):
         if self.trainer.iter == self.iteration:
@@ -45,7 +49,7 @@ class RecordRestored(HookBase):
 if __name__ == "__main__":
     extra = []
     if "SFSC_KILL_AT" in os.environ:
-        extra.append(KillAt(int(os.environ["SFSC_KILL_AT"])))
+        extra.append(KillAt(float(os.environ["SFSC_KILL_AT"])))
     if "SFSC_RESTORED_STATE" in os.environ:
         extra.append(RecordRestored(os.environ["SFSC_RESTORED_STATE"]))
     build_hooks = SFSCTrainer.build_hooks
