@@ -194,7 +194,7 @@ def resolve_pretrained(bb) -> str:
                 f"{os.getcwd()}). A file shipped with the repository is restored with "
                 f"`git checkout -- {bb.PRETRAIN_PATH}`. A folder "
                 f"<arch>-<key> is written by `python tools/pretrain.py --threads 1` with the "
-                f"parameters of that key (~45 min on 2 cores; its file differs between CPUs). "
+                f"parameters of that key (25 to 85 min on 2 cores; its file differs between CPUs). "
                 f"Or point it at weights, leave it empty to use torchvision's ImageNet weights "
                 f"from torch hub's cache, {_SCRATCH}.")
         verify_checksum(path)
