@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from sfsc.benchmark import runner as runner_module
-from sfsc.benchmark.methods import METHODS, runs_for
-from sfsc.benchmark.runner import BenchmarkRunner
+from sfsc.benchmark.tables import runner as runner_module
+from sfsc.benchmark.tables.methods import METHODS, runs_for
+from sfsc.benchmark.tables.runner import BenchmarkRunner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")

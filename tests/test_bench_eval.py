@@ -3,10 +3,10 @@ import json
 
 import numpy as np
 
-from sfsc.benchmark import eval_speed, eval_timing
-from sfsc.benchmark.eval_speed import SCALES, SpeedSettings, compare, plan_fastreid
-from sfsc.benchmark.eval_timing import METRICS
-from sfsc.benchmark.synthetic_features import generate, load_features
+from sfsc.benchmark.speed import eval_speed, eval_timing
+from sfsc.benchmark.speed.eval_speed import SCALES, SpeedSettings, compare, plan_fastreid
+from sfsc.benchmark.speed.eval_timing import METRICS
+from sfsc.benchmark.speed.synthetic_features import generate, load_features
 from sfsc.evaluation import evaluate_compatibility
 
 

@@ -2,7 +2,7 @@
 import json
 import os
 
-from sfsc.benchmark.train_speed import TrainSpeedSettings, measure
+from sfsc.benchmark.speed.train_speed import TrainSpeedSettings, measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

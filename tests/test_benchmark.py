@@ -1,6 +1,6 @@
-"""tools/benchmark.py's parts (sfsc.benchmark): the runs each method takes, a resumable runner
-(finished runs reused, interrupted or changed ones trained again; committed records reused on
-another machine), the paper-layout tables and the suite that ties them together."""
+"""tools/benchmark.py's parts (sfsc.benchmark.tables): the runs each method takes, a resumable
+runner (finished runs reused, interrupted or changed ones trained again; committed records reused
+on another machine), the paper-layout tables and the suite that ties them together."""
 import json
 import os
 import re
@@ -11,14 +11,14 @@ import sys
 import pytest
 from benchmark_runs import CONFIGS, ROOT, load, matrix_of, runner_of
 
-from sfsc.benchmark import run_inputs
-from sfsc.benchmark import runner as runner_module
-from sfsc.benchmark.matrices import members_to_evaluate
-from sfsc.benchmark.methods import METHODS, benchmark_runs, runs_for
-from sfsc.benchmark.records import curves_to_series, thin_curves, write_record
-from sfsc.benchmark.report import aggregate, markdown
-from sfsc.benchmark.runner import RECORD, BenchmarkRunner, git_commit
-from sfsc.benchmark.suite import pooled_machines, run_suite
+from sfsc.benchmark.tables import run_inputs
+from sfsc.benchmark.tables import runner as runner_module
+from sfsc.benchmark.tables.matrices import members_to_evaluate
+from sfsc.benchmark.tables.methods import METHODS, benchmark_runs, runs_for
+from sfsc.benchmark.tables.records import curves_to_series, thin_curves, write_record
+from sfsc.benchmark.tables.report import aggregate, markdown
+from sfsc.benchmark.tables.runner import RECORD, BenchmarkRunner, git_commit
+from sfsc.benchmark.tables.suite import pooled_machines, run_suite
 
 WIDTHS = (0.25, 0.5)
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
-from sfsc.benchmark.curves import plot
+from sfsc.benchmark.tables.curves import plot
 from sfsc.engine.aggregation import build_aggregation
 from sfsc.engine.task_step import TaskGradientTrainer
 from sfsc.modeling.losses import evidential_loss

@@ -232,8 +232,8 @@ def test_the_literal_loss_collapses_the_probe_and_the_chosen_one_does_not():
     default loss of configs/Synthetic/sfsc_R18.yml it keeps its scale and fits better."""
     from fastreid.config import get_cfg
     from sfsc import add_sfsc_config
-    from sfsc.benchmark.evidential_candidates import loss_kwargs
-    from sfsc.benchmark.evidential_probe import probe
+    from sfsc.benchmark.studies.evidential_candidates import loss_kwargs
+    from sfsc.benchmark.studies.evidential_probe import probe
 
     cfg = get_cfg()
     add_sfsc_config(cfg)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sfsc.benchmark.learning_check import compare, train_small_many
+from sfsc.benchmark.studies.learning_check import compare, train_small_many
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "Synthetic")
 SEEDS = (0, 1, 2)

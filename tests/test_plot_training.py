@@ -7,8 +7,8 @@ import os
 import pytest
 from PIL import Image
 
-from sfsc.benchmark.figures import Run, load_run, plot_conflicts, plot_gradient_norms
-from sfsc.benchmark.records import MAX_POINTS, read_curves, write_record
+from sfsc.benchmark.tables.figures import Run, load_run, plot_conflicts, plot_gradient_norms
+from sfsc.benchmark.tables.records import MAX_POINTS, read_curves, write_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAIRS = ["ori-0.25", "ori-0.5", "0.25-0.5"]

@@ -15,7 +15,7 @@ from evaluation_data import (
 import sfsc  # noqa: F401  (FastReID shims before fastreid.evaluation)
 from fastreid.evaluation.rank import evaluate_rank
 from fastreid.utils.compute_dist import build_dist
-from sfsc.benchmark.eval_timing import _tie_bounds
+from sfsc.benchmark.speed.eval_timing import _tie_bounds
 from sfsc.evaluation import MatchIndex, evaluate_ranking, make_scorer
 from sfsc.evaluation.ranking import QueryBlock, rank_positives, rank_queries
 

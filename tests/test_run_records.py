@@ -9,9 +9,9 @@ import pytest
 import torch
 from benchmark_runs import ROOT, load, runner_of
 
-from sfsc.benchmark import run_inputs
-from sfsc.benchmark.records import write_record
-from sfsc.benchmark.runner import RECORD, RecordConflictError
+from sfsc.benchmark.tables import run_inputs
+from sfsc.benchmark.tables.records import write_record
+from sfsc.benchmark.tables.runner import RECORD, RecordConflictError
 from sfsc.data import synthetic
 
 

@@ -27,7 +27,7 @@ import argparse
 import json
 import sys
 
-from sfsc.benchmark.eval_speed import SCALES, SpeedSettings, run_benchmark
+from sfsc.benchmark.speed.eval_speed import SCALES, SpeedSettings, run_benchmark
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
     import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
     from sfsc.benchmark.gallery_index import IndexBenchSettings, run_index_benchmark, write_report
-    from sfsc.benchmark.runner import git_commit
+    from sfsc.benchmark.tables.runner import git_commit
 
     settings = IndexBenchSettings(
         model_dir=args.model_dir, contrast_dir=args.contrast_dir,

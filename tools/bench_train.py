@@ -18,7 +18,7 @@ import os
 
 import torch
 
-from sfsc.benchmark.train_speed import TrainSpeedSettings, measure
+from sfsc.benchmark.speed.train_speed import TrainSpeedSettings, measure
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -19,8 +19,8 @@ import sys
 import time
 
 import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
-from sfsc.benchmark.methods import METHODS
-from sfsc.benchmark.suite import run_suite
+from sfsc.benchmark.tables.methods import METHODS
+from sfsc.benchmark.tables.suite import run_suite
 from sfsc.engine.defaults import exit_on_user_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

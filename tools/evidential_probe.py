@@ -3,7 +3,7 @@
 
     python tools/evidential_probe.py --classes 32 256 751 4101 --candidates paper kl_mean
 
-See sfsc/benchmark/evidential_probe.py for the probe and evidential_candidates.py for the
+See sfsc/benchmark/studies/evidential_probe.py for the probe and evidential_candidates.py for the
 candidates. Prints a pipe table on stderr and JSON on stdout.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 
 import torch
 
-from sfsc.benchmark.evidential_candidates import CANDIDATES, loss_kwargs
-from sfsc.benchmark.evidential_probe import probe
+from sfsc.benchmark.studies.evidential_candidates import CANDIDATES, loss_kwargs
+from sfsc.benchmark.studies.evidential_probe import probe
 
 
 def main(argv=None) -> int:

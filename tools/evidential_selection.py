@@ -15,8 +15,8 @@ import sys
 
 import torch
 
-from sfsc.benchmark.evidential_candidates import CANDIDATES
-from sfsc.benchmark.evidential_selection import run_selection
+from sfsc.benchmark.studies.evidential_candidates import CANDIDATES
+from sfsc.benchmark.studies.evidential_selection import run_selection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -16,8 +16,8 @@ import argparse
 import os
 import sys
 
-from sfsc.benchmark.curves import plot
-from sfsc.benchmark.figures import load_run, write_figures
+from sfsc.benchmark.tables.curves import plot
+from sfsc.benchmark.tables.figures import load_run, write_figures
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,12 @@ def main(argv=None) -> int:
     import torch
 
     import sfsc  # noqa: F401  (patches FastReID)
-    from sfsc.benchmark.pretraining import CLASSIFIERS, PretrainParams, pretrain, run_folder
+    from sfsc.benchmark.pretraining.pretraining import (
+        CLASSIFIERS,
+        PretrainParams,
+        pretrain,
+        run_folder,
+    )
 
     d = PretrainParams()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],

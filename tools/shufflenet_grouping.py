@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from sfsc.benchmark.shufflenet_grouping import METHODS, run_comparison
+from sfsc.benchmark.studies.shufflenet_grouping import METHODS, run_comparison
 from sfsc.modeling.switchable import GROUP_SLICINGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,1 +1,1 @@
-from .methods import METHODS, Method, Run, runs_for  # noqa: F401
+from .tables.methods import METHODS, Method, Run, runs_for  # noqa: F401

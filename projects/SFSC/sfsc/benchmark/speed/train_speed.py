@@ -23,10 +23,10 @@ from fastreid.engine.train_loop import SimpleTrainer
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
 
-from ..config import add_sfsc_config
-from ..engine.aggregation import build_aggregation
-from ..engine.task_step import TaskGradientTrainer
-from ..engine.trainer import SFSCTrainer, amp_settings
+from ...config import add_sfsc_config
+from ...engine.aggregation import build_aggregation
+from ...engine.task_step import TaskGradientTrainer
+from ...engine.trainer import SFSCTrainer, amp_settings
 
 __all__ = ["Meter", "TrainSpeedSettings", "build_cfg", "build_trainers", "measure"]
 

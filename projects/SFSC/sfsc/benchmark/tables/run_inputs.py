@@ -24,9 +24,9 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from ..data import synthetic_header
-from ..engine.trainer import training_precision
-from ..modeling.backbones.pretrained import check_pretrained, hash_prefix, sha256_of
+from ...data import synthetic_header
+from ...engine.trainer import training_precision
+from ...modeling.backbones.pretrained import check_pretrained, hash_prefix, sha256_of
 
 __all__ = ["LOCATION_KEYS", "device_kind", "file_checksum", "input_entries", "machine"]
 

@@ -28,8 +28,8 @@ from torchvision import models as tvm
 
 from fastreid.config import get_cfg
 
-from ..data.synthetic import GENERATOR_VERSION, read_manifest
-from ..modeling.backbones.pretrained import PretrainedWeightsError, verify_checksum
+from ...data.synthetic import GENERATOR_VERSION, read_manifest
+from ...modeling.backbones.pretrained import PretrainedWeightsError, verify_checksum
 from .pretrain_corpus import CORPUS_SEED, CorpusBatches, corpus_params, ensure_corpus, load_corpus
 
 __all__ = ["PretrainParams", "PretrainResult", "CLASSIFIERS", "pretrain", "run_folder"]

@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 from fastreid.config import get_cfg
 
-from ..config import add_sfsc_config
+from ...config import add_sfsc_config
 from .curves import plot
 from .matrices import members_to_evaluate, model_set_matrix
 from .methods import METHODS, benchmark_runs

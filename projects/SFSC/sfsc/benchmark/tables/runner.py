@@ -29,8 +29,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from fastreid.config import get_cfg
 
-from ..config import add_sfsc_config
-from ..config_checks import ConfigError
+from ...config import add_sfsc_config
+from ...config_checks import ConfigError
 from .methods import Run
 from .records import (
     config_differences,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional, Sequence, Set, Tuple
 
-from ..engine import SFSCTrainer
-from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
+from ...engine import SFSCTrainer
+from ...evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
 from .methods import Method, matrix_members
 from .records import read_record, write_record
 from .runner import BenchmarkRunner, RunRecord

@@ -16,10 +16,10 @@ import torch
 
 from fastreid.config import get_cfg
 
-from ..config import add_sfsc_config
-from ..engine import SFSCTrainer
-from ..evaluation import evaluate_compatibility
-from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
+from ...config import add_sfsc_config
+from ...engine import SFSCTrainer
+from ...evaluation import evaluate_compatibility
+from ...evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
 
 __all__ = ["EPOCHS", "train_small", "train_small_many", "compare", "own_map"]
 

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data.datasets import parse_name
-from ..data.layout import TRAIN_DIR
-from ..data.params import SYNTHETIC_REID, GenerationParams
-from ..data.synthetic import ensure_synthetic_reid
+from ...data.datasets import parse_name
+from ...data.layout import TRAIN_DIR
+from ...data.params import SYNTHETIC_REID, GenerationParams
+from ...data.synthetic import ensure_synthetic_reid
 
 __all__ = ["CORPUS_SEED", "corpus_params", "ensure_corpus", "load_corpus", "CorpusBatches"]
 

@@ -34,9 +34,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from fastreid.config import CfgNode, get_cfg
 
-from ..config import add_sfsc_config
-from ..data import synthetic_header
-from ..engine.trainer import training_precision
+from ...config import add_sfsc_config
+from ...data import synthetic_header
+from ...engine.trainer import training_precision
 from .run_inputs import LOCATION_KEYS
 
 __all__ = ["LEGACY", "MAX_POINTS", "config_differences", "config_file_hashes",
@@ -201,7 +201,7 @@ def thin_curves(rows: Dict[int, Dict[str, float]], max_points: int = MAX_POINTS)
 
 
 def curves_to_series(curves: dict) -> Dict[str, list]:
-    """A record's curves as :func:`sfsc.benchmark.curves.read_metrics` returns them."""
+    """A record's curves as :func:`sfsc.benchmark.tables.curves.read_metrics` returns them."""
     return {key: [(it, v) for it, v in zip(curves["iterations"], values) if v is not None]
             for key, values in curves["series"].items()}
 

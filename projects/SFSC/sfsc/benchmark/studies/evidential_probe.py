@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modeling.losses.evidential_loss import evidential_loss
+from ...modeling.losses.evidential_loss import evidential_loss
 
 __all__ = ["probe"]
 

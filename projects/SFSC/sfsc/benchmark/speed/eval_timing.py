@@ -1,5 +1,5 @@
 """The timed work of the evaluation benchmark, each step in a process of its own so that its
-peak memory (ru_maxrss) is its own: ``python -m sfsc.benchmark.eval_timing TASK`` runs one.
+peak memory (ru_maxrss) is its own: ``python -m sfsc.benchmark.speed.eval_timing TASK`` runs one.
 
 * ours: the full matrix with ``sfsc.evaluation.evaluate_compatibility``;
 * FastReID: ``build_dist`` + ``evaluate_rank`` per (query, gallery) pair with its Python or its
@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from ..evaluation import MatchIndex, evaluate_compatibility
-from ..evaluation.ranking import QueryRanks, rank_positives, summarize
+from ...evaluation import MatchIndex, evaluate_compatibility
+from ...evaluation.ranking import QueryRanks, rank_positives, summarize
 from .synthetic_features import load_features
 
 __all__ = ["METRICS", "build_cython_ranker", "child_fastreid", "child_ours", "run_child"]

@@ -1,9 +1,9 @@
 """Stage 2a of the evidential-loss selection: each candidate in the real network, small scale.
 
 Per seed: a unified 0.25x and a unified 1.0x model, then one SFSC run (widths {0.25, 1.0}) per
-candidate, all at the learning-check scale (:mod:`sfsc.benchmark.learning_check`). A finished
-run's record (``<out>/<candidate>_seed<s>.json``) is reused, so an interrupted selection
-resumes. The rule that turns records into a choice is PROTOCOL.md's, not code.
+candidate, all at the learning-check scale (:mod:`sfsc.benchmark.studies.learning_check`). A
+finished run's record (``<out>/<candidate>_seed<s>.json``) is reused, so an interrupted
+selection resumes. The rule that turns records into a choice is PROTOCOL.md's, not code.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """ShuffleNet v1's grouped-conv weight slicing (MODEL.BACKBONE.GROUP_SLICING), small scale.
 
 One switchable ShuffleNet v1 (g = 3, 2.0x) per (method, rule, seed), trained at the
-learning-check scale (:mod:`sfsc.benchmark.learning_check`) and scored as M(φ_γ, φ) per
+learning-check scale (:mod:`sfsc.benchmark.studies.learning_check`) and scored as M(φ_γ, φ) per
 sub-width γ (query γ, gallery the full model) and M(φ, φ). A finished run's record
 (``<out>/<method>_<rule>_seed<s>.json``) is reused, so an interrupted comparison resumes. The
 rule that turns records into a default is PROTOCOL.md's, not code.
@@ -14,8 +14,8 @@ import os
 import time
 from typing import Dict, List, Sequence
 
-from ..engine import SFSCTrainer
-from ..evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
+from ...engine import SFSCTrainer
+from ...evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
 from .learning_check import DATASET, train_small
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Dense pretraining for the synthetic testbed: its own corpus and the backbone weights file."""

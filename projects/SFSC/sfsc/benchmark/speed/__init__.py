@@ -1,0 +1,1 @@
+"""Speed benchmarks: SFSC training steps, and the compatibility evaluator against FastReID."""

@@ -1,0 +1,1 @@
+"""Finished studies (evidential-loss selection, ShuffleNet grouping) and their learning check."""
