@@ -1,0 +1,137 @@
+"""The converged schedule of ``benchmarks/SyntheticHardLong/PROTOCOL.md``: its candidates, its
+convergence criterion on the unified full model, and its rule (the shortest candidate that
+meets the criterion, else the cap).
+
+Each candidate trains the testbed's unified rows (``configs/SyntheticHard``, seed 0) with its
+schedule as overrides, through the benchmark runner, so a finished candidate is a committed
+run record that any machine reuses; its effective config equals that of the converged configs
+once the schedule is written into their Base, so the chosen candidate's records serve the
+converged table as they are.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
+
+from ..tables.records import curves_to_series, read_record
+from ..tables.suite import run_suite
+
+__all__ = ["Schedule", "CANDIDATES", "STEP_CAP", "Convergence", "convergence", "choose",
+           "select_schedule"]
+
+DATASET = "SyntheticHard"  # the testbed's data, input and weights: only the schedule changes
+JUDGED_RUN = "unified_w1"
+SEED = 0
+STEP_CAP = 2500
+ACCURACY_MIN = 0.95  # mean training accuracy over the last 4 % of the steps
+LOSS_DROP_MAX = 0.05  # relative fall of the loss from [0.80 T, 0.84 T) to [0.96 T, T]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One candidate: the bag of tricks' shape for ``epochs`` epochs (steps and warm-up in the
+    units FastReID's SOLVER takes: epochs for ``lr_steps``, iterations for ``warmup_iters``)."""
+
+    epochs: int
+    lr_steps: Tuple[int, int]
+    warmup_iters: int
+
+    def overrides(self) -> List[str]:
+        """KEY VALUE pairs for tools/benchmark.py and tools/train_net.py."""
+        return ["SOLVER.MAX_EPOCH", str(self.epochs),
+                "SOLVER.STEPS", f"[{self.lr_steps[0]},{self.lr_steps[1]}]",
+                "SOLVER.WARMUP_ITERS", str(self.warmup_iters),
+                "SOLVER.CHECKPOINT_PERIOD", str(self.epochs), "TEST.EVAL_PERIOD", str(self.epochs)]
+
+
+# PROTOCOL.md's table, ascending (68 steps an epoch; 36 epochs = 2,448 steps, under the cap).
+CANDIDATES: Tuple[Schedule, ...] = (
+    Schedule(12, (4, 9), 68), Schedule(18, (6, 14), 136), Schedule(24, (8, 18), 136),
+    Schedule(30, (10, 22), 136), Schedule(36, (12, 27), 204))
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """The criterion's two numbers for a run of ``steps`` iterations."""
+
+    steps: int
+    accuracy: float  # mean cls_accuracy over [0.96 T, T], in [0, 1]
+    loss_drop: float  # (L_a - L_b) / L_a
+
+    @property
+    def met(self) -> bool:
+        return self.accuracy >= ACCURACY_MIN and self.loss_drop < LOSS_DROP_MAX
+
+
+def _window_mean(points: Sequence[Tuple[int, float]], lo: float, hi: float, closed: bool,
+                 name: str) -> float:
+    inside = [v for it, v in points if lo <= it and (it <= hi if closed else it < hi)]
+    if not inside:
+        raise ValueError(f"no logged {name} in iterations [{lo:g}, {hi:g}{']' if closed else ')'}"
+                         f": log more often (the criterion needs a value in each window)")
+    return math.fsum(inside) / len(inside)
+
+
+def convergence(series: Dict[str, List[Tuple[int, float]]], steps: int) -> Convergence:
+    """The criterion from logged scalars (``{key: [(iteration, value), ...]}``, as a record's
+    curves or metrics.json give them) of a run of ``steps`` iterations (0 .. steps - 1)."""
+    for key in ("cls_accuracy", "total_loss"):
+        if key not in series:
+            raise ValueError(f"the run logged no {key}: is it a training run's record?")
+    t = steps
+    accuracy = _window_mean(series["cls_accuracy"], 0.96 * t, t, True, "cls_accuracy")
+    before = _window_mean(series["total_loss"], 0.80 * t, 0.84 * t, False, "total_loss")
+    after = _window_mean(series["total_loss"], 0.96 * t, t, True, "total_loss")
+    return Convergence(steps, accuracy, (before - after) / before)
+
+
+def choose(results: Dict[int, Convergence]) -> Tuple[int, bool]:
+    """(epochs, met): the shortest candidate that meets the criterion; else the cap, unmet.
+
+    ``results`` must hold every candidate shorter than the first that meets it."""
+    for schedule in CANDIDATES:
+        if schedule.epochs not in results:
+            raise ValueError(f"candidate E={schedule.epochs} has not been run; the rule goes "
+                             "in ascending order")
+        if results[schedule.epochs].met:
+            return schedule.epochs, True
+    return CANDIDATES[-1].epochs, False
+
+
+def _judge(output: str) -> Convergence:
+    path = os.path.join(output, DATASET, "runs", f"seed{SEED}", f"{JUDGED_RUN}.json")
+    record = read_record(path)
+    if record is None or not record.get("curves"):
+        raise RuntimeError(f"{path} holds no training curves")
+    series = curves_to_series(record["curves"])
+    steps = max(record["curves"]["iterations"]) + 1
+    return convergence(series, steps)
+
+
+def select_schedule(root: str, runs_root: str, output: str, command: str,
+                    log: Callable[[str], None] = print) -> Dict:
+    """Run the candidates in ascending order until one meets the criterion (records reused);
+    returns the selection: every candidate run, its numbers, the choice. Candidate E's unified
+    rows go to ``output/E<E>/SyntheticHard`` (runs under ``runs_root/E<E>``)."""
+    results: Dict[int, Convergence] = {}
+    for schedule in CANDIDATES:
+        name = f"E{schedule.epochs}"
+        log(f"Schedule selection: candidate {name} ({' '.join(schedule.overrides())})")
+        out = os.path.join(output, name)
+        run_suite(root, DATASET, ["unified"], [SEED], "R18", os.path.join(runs_root, name), out,
+                  schedule.overrides(), f"{command}  # candidate {name}")
+        results[schedule.epochs] = _judge(out)
+        c = results[schedule.epochs]
+        log(f"Schedule selection: {name}, {c.steps} steps: training accuracy {c.accuracy:.4f} "
+            f"(needs >= {ACCURACY_MIN}), loss drop {c.loss_drop:.4f} (needs < {LOSS_DROP_MAX})"
+            f": {'met' if c.met else 'not met'}")
+        if c.met:
+            break
+    epochs, met = choose(results)
+    schedule = next(s for s in CANDIDATES if s.epochs == epochs)
+    return {"command": command, "judged_run": JUDGED_RUN, "seed": SEED,
+            "criterion": {"accuracy_min": ACCURACY_MIN, "loss_drop_max": LOSS_DROP_MAX},
+            "candidates": {f"E{e}": asdict(c) | {"met": c.met} for e, c in results.items()},
+            "chosen": asdict(schedule) | {"steps": results[epochs].steps, "met": met}}

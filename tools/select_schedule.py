@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Choose the converged schedule of benchmarks/SyntheticHardLong/PROTOCOL.md: train the testbed's
+unified rows (seed 0) under each candidate schedule, shortest first, until the full model meets
+the convergence criterion (else the cap), and write the selection.
+
+    python tools/select_schedule.py
+
+Candidate E's runs train into ``--runs-root/E<E>`` and leave their records and report in
+``--output/E<E>/SyntheticHard`` (commit them as each finishes: a record that matches is not
+trained again, on any machine); the selection goes to ``--output/selection.json``, and the last
+lines print the Base config's schedule.
+"""
+import argparse
+import json
+import os
+import shlex
+import sys
+
+import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
+from sfsc.benchmark.studies.schedule_selection import select_schedule
+from sfsc.engine.defaults import exit_on_user_error
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs-root", default=os.path.join(ROOT, "logs", "schedule_selection"))
+    parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "SyntheticHardLong",
+                                                         "selection"))
+    args = parser.parse_args(argv)
+    command = "python tools/select_schedule.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:])
+    selection = select_schedule(ROOT, args.runs_root, args.output, command.strip())
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, "selection.json")
+    with open(path, "w") as f:
+        json.dump(selection, f, indent=1)
+    chosen = selection["chosen"]
+    verdict = "meets the criterion" if chosen["met"] else \
+        "the cap: no candidate met the criterion within 2,500 steps"
+    print(f"Wrote {path}. Chosen: E={chosen['epochs']} ({chosen['steps']} steps), {verdict}.")
+    print("SOLVER:\n"
+          f"  MAX_EPOCH: {chosen['epochs']}\n"
+          f"  STEPS: [{chosen['lr_steps'][0]}, {chosen['lr_steps'][1]}]\n"
+          f"  WARMUP_ITERS: {chosen['warmup_iters']}\n"
+          f"  CHECKPOINT_PERIOD: {chosen['epochs']}\n"
+          f"TEST:\n  EVAL_PERIOD: {chosen['epochs']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(exit_on_user_error(main))
