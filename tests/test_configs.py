@@ -11,7 +11,7 @@ import torch
 import sfsc
 from fastreid.config import get_cfg
 from fastreid.modeling.meta_arch import build_model
-from sfsc.benchmark.pretraining.pretraining import PretrainParams
+from sfsc.benchmark.pretraining.dense import PretrainParams
 from sfsc.fastreid.checkpoint import SFSCCheckpointer
 from sfsc.modeling.backbones.pretrained import torchvision_weights
 from sfsc.modeling.meta_arch.old_model import old_model_config

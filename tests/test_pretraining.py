@@ -12,8 +12,8 @@ import torchvision
 from deploy_models import ROOT, tiny_cfg
 
 from fastreid.modeling.meta_arch import build_model
-from sfsc.benchmark.pretraining.pretrain_corpus import CORPUS_SEED, corpus_params
-from sfsc.benchmark.pretraining.pretraining import PretrainParams, pretrain, run_folder
+from sfsc.benchmark.pretraining.corpus import CORPUS_SEED, corpus_params
+from sfsc.benchmark.pretraining.dense import PretrainParams, pretrain, run_folder
 from sfsc.data.datasets import SyntheticReID, SyntheticReIDTiny
 from sfsc.data.layout import plan_dataset
 from sfsc.modeling.backbones.pretrained import check_pretrained

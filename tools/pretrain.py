@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     import torch
 
     import sfsc  # noqa: F401  (patches FastReID)
-    from sfsc.benchmark.pretraining.pretraining import (
+    from sfsc.benchmark.pretraining.dense import (
         CLASSIFIERS,
         PretrainParams,
         pretrain,

@@ -1,6 +1,6 @@
 """Dense pretraining for the synthetic testbed, where ImageNet is not at hand: train torchvision's
 network (ResNet-18 by default) once to classify the identities of a corpus of its own
-(:mod:`.pretrain_corpus`), and write its weights as torchvision does, without the classifier.
+(:mod:`.corpus`), and write its weights as torchvision does, without the classifier.
 
 Every switchable backbone of that architecture loads the file into every width
 (``MODEL.BACKBONE.PRETRAIN True MODEL.BACKBONE.PRETRAIN_PATH <file>``). The file is named
@@ -30,7 +30,7 @@ from fastreid.config import get_cfg
 
 from ...data.synthetic import GENERATOR_VERSION, read_manifest
 from ...modeling.backbones.pretrained import PretrainedWeightsError, verify_checksum
-from .pretrain_corpus import CORPUS_SEED, CorpusBatches, corpus_params, ensure_corpus, load_corpus
+from .corpus import CORPUS_SEED, CorpusBatches, corpus_params, ensure_corpus, load_corpus
 
 __all__ = ["PretrainParams", "PretrainResult", "CLASSIFIERS", "pretrain", "run_folder"]
 
