@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sfsc-installed
 export FASTREID_DATASETS ?= $(CURDIR)/datasets
+# Tests run one thread each, so a worker per core halves the suite's time; --dist loadfile keeps
+# a module on one worker, so its module-scoped fixtures (trained models) are built once.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test lint clean
 
@@ -23,7 +26,7 @@ demo: install
 		--gallery-width 1.0 --order random --seed 0 --output logs/demo/ranks_q0.25_q1.0_g1.0.png
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: install
 	$(VENV)/bin/ruff check projects tools tests

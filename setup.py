@@ -30,6 +30,6 @@ setup(
         # first so that the GPU build is the one imported.
         "gpu": ["faiss-gpu-cu12"],
         "export": ["onnx", "onnxruntime"],
-        "dev": ["pytest", "ruff", "onnx", "onnxruntime"],
+        "dev": ["pytest", "pytest-xdist", "ruff", "onnx", "onnxruntime"],
     },
 )
