@@ -73,11 +73,12 @@ def test_the_rule_takes_the_shortest_that_meets_it_else_the_cap():
 
 def test_the_selection_trains_in_ascending_order_and_stops_at_the_first_that_converges(
         tmp_path, monkeypatch):
-    trained = []
+    trained, reported = [], []
 
-    def fake_suite(root, dataset, methods, seeds, net, runs_root, output, opts, command):
+    def fake_judged_run(root, runs_root, output, opts):
         epochs = int(opts[opts.index("SOLVER.MAX_EPOCH") + 1])
-        trained.append((dataset, tuple(methods), tuple(seeds), epochs))
+        trained.append(epochs)
+        dataset = "SyntheticHard"
         steps = epochs * STEPS_PER_EPOCH
         converged = epochs >= 24  # accuracy 0.99 and a flat loss from 24 epochs on
         series = _logged(steps, lambda it: 0.99 if converged else 0.9,
@@ -86,14 +87,36 @@ def test_the_selection_trains_in_ascending_order_and_stops_at_the_first_that_con
         write_record(os.path.join(output, dataset, "runs", "seed0", "unified_w1.json"),
                      {"run": "unified_w1", "curves": {"iterations": its, "series": {
                          key: [v for _, v in points] for key, points in series.items()}}})
-        return os.path.join(output, dataset)
 
+    def fake_suite(root, dataset, methods, seeds, net, runs_root, output, opts, command):
+        reported.append((dataset, tuple(methods), tuple(seeds),
+                         int(opts[opts.index("SOLVER.MAX_EPOCH") + 1])))
+
+    monkeypatch.setattr(schedule_selection, "train_judged_run", fake_judged_run)
     monkeypatch.setattr(schedule_selection, "run_suite", fake_suite)
     selection = select_schedule(ROOT, str(tmp_path / "logs"), str(tmp_path / "sel"), "cmd",
                                 log=lambda msg: None)
-    assert trained == [("SyntheticHard", ("unified",), (0,), e) for e in (12, 18, 24)]
+    # Only the judged full model of the candidates that are not chosen; every unified row of
+    # the chosen one (its report).
+    assert trained == [12, 18, 24]
+    assert reported == [("SyntheticHard", ("unified",), (0,), 24)]
     assert list(selection["candidates"]) == ["E12", "E18", "E24"]
     assert [c["met"] for c in selection["candidates"].values()] == [False, False, True]
     assert selection["chosen"] == {"epochs": 24, "lr_steps": (8, 18), "warmup_iters": 136,
                                    "steps": 1632, "met": True}
     json.dumps(selection)  # what the tool writes
+
+
+def test_a_candidate_trains_its_unified_full_model_alone_with_the_schedule(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_run_all(runner, need_checkpoints=()):
+        seen.append(([r.name for r in runner.runs], runner.seeds, runner.extra_opts,
+                     runner.records_dir))
+        return []
+
+    monkeypatch.setattr(schedule_selection.BenchmarkRunner, "run_all", fake_run_all)
+    schedule_selection.train_judged_run(ROOT, str(tmp_path / "logs"), str(tmp_path / "E12"),
+                                        CANDIDATES[0].overrides())
+    assert seen == [(["unified_w1"], [0], CANDIDATES[0].overrides(),
+                     str(tmp_path / "E12" / "SyntheticHard" / "runs"))]

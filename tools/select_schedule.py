@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Choose the converged schedule of benchmarks/SyntheticHardLong/PROTOCOL.md: train the testbed's
-unified rows (seed 0) under each candidate schedule, shortest first, until the full model meets
-the convergence criterion (else the cap), and write the selection.
+unified full model (seed 0) under each candidate schedule, shortest first, until it meets the
+convergence criterion (else the cap), then the chosen candidate's other unified rows, and write
+the selection.
 
     python tools/select_schedule.py
 

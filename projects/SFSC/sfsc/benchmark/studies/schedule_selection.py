@@ -2,7 +2,8 @@
 convergence criterion on the unified full model, and its rule (the shortest candidate that
 meets the criterion, else the cap).
 
-Each candidate trains the testbed's unified rows (``configs/SyntheticHard``, seed 0) with its
+Each candidate trains the testbed's unified full model (the judged run) first, and only the
+chosen candidate its other unified rows (``configs/SyntheticHard``, seed 0) with its
 schedule as overrides, through the benchmark runner, so a finished candidate is a committed
 run record that any machine reuses; its effective config equals that of the converged configs
 once the schedule is written into their Base, so the chosen candidate's records serve the
@@ -15,11 +16,13 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
+from ..tables.methods import METHODS, benchmark_runs
 from ..tables.records import curves_to_series, read_record
-from ..tables.suite import run_suite
+from ..tables.runner import BenchmarkRunner
+from ..tables.suite import run_suite, sub_widths
 
 __all__ = ["Schedule", "CANDIDATES", "STEP_CAP", "Convergence", "convergence", "choose",
-           "select_schedule"]
+           "train_judged_run", "select_schedule"]
 
 DATASET = "SyntheticHard"  # the testbed's data, input and weights: only the schedule changes
 JUDGED_RUN = "unified_w1"
@@ -100,6 +103,16 @@ def choose(results: Dict[int, Convergence]) -> Tuple[int, bool]:
     return CANDIDATES[-1].epochs, False
 
 
+def train_judged_run(root: str, runs_root: str, output: str, opts: Sequence[str]) -> None:
+    """Train (or reuse the record of) the candidate's unified full model alone: the criterion
+    reads nothing else, and the narrower rows of a candidate that is not chosen serve no table."""
+    config_dir = os.path.join(root, "configs", DATASET)
+    runs = [r for r in benchmark_runs([METHODS["unified"]], sub_widths(config_dir, "R18", opts),
+                                      "R18") if r.name == JUDGED_RUN]
+    BenchmarkRunner(root, config_dir, os.path.join(runs_root, DATASET), runs, [SEED], list(opts),
+                    records_dir=os.path.join(output, DATASET, "runs")).run_all()
+
+
 def _judge(output: str) -> Convergence:
     path = os.path.join(output, DATASET, "runs", f"seed{SEED}", f"{JUDGED_RUN}.json")
     record = read_record(path)
@@ -112,16 +125,16 @@ def _judge(output: str) -> Convergence:
 
 def select_schedule(root: str, runs_root: str, output: str, command: str,
                     log: Callable[[str], None] = print) -> Dict:
-    """Run the candidates in ascending order until one meets the criterion (records reused);
-    returns the selection: every candidate run, its numbers, the choice. Candidate E's unified
-    rows go to ``output/E<E>/SyntheticHard`` (runs under ``runs_root/E<E>``)."""
+    """Run the candidates' unified full models in ascending order until one meets the criterion
+    (records reused), then the chosen candidate's other unified rows and its report; returns the
+    selection: every candidate run, its numbers, the choice. Candidate E's records go to
+    ``output/E<E>/SyntheticHard`` (runs under ``runs_root/E<E>``)."""
     results: Dict[int, Convergence] = {}
     for schedule in CANDIDATES:
         name = f"E{schedule.epochs}"
         log(f"Schedule selection: candidate {name} ({' '.join(schedule.overrides())})")
         out = os.path.join(output, name)
-        run_suite(root, DATASET, ["unified"], [SEED], "R18", os.path.join(runs_root, name), out,
-                  schedule.overrides(), f"{command}  # candidate {name}")
+        train_judged_run(root, os.path.join(runs_root, name), out, schedule.overrides())
         results[schedule.epochs] = _judge(out)
         c = results[schedule.epochs]
         log(f"Schedule selection: {name}, {c.steps} steps: training accuracy {c.accuracy:.4f} "
@@ -131,6 +144,10 @@ def select_schedule(root: str, runs_root: str, output: str, command: str,
             break
     epochs, met = choose(results)
     schedule = next(s for s in CANDIDATES if s.epochs == epochs)
+    name = f"E{epochs}"
+    log(f"Schedule selection: chose {name}; training its other unified rows for the table")
+    run_suite(root, DATASET, ["unified"], [SEED], "R18", os.path.join(runs_root, name),
+              os.path.join(output, name), schedule.overrides(), f"{command}  # candidate {name}")
     return {"command": command, "judged_run": JUDGED_RUN, "seed": SEED,
             "criterion": {"accuracy_min": ACCURACY_MIN, "loss_drop_max": LOSS_DROP_MAX},
             "candidates": {f"E{e}": asdict(c) | {"met": c.met} for e, c in results.items()},
