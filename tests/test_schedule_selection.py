@@ -120,3 +120,36 @@ def test_a_candidate_trains_its_unified_full_model_alone_with_the_schedule(tmp_p
                                         CANDIDATES[0].overrides())
     assert seen == [(["unified_w1"], [0], CANDIDATES[0].overrides(),
                      str(tmp_path / "E12" / "SyntheticHard" / "runs"))]
+
+
+def _flat_config(path):
+    from fastreid.config import get_cfg
+    from sfsc import add_sfsc_config
+    from sfsc.benchmark.tables.records import flatten
+
+    cfg = get_cfg()
+    add_sfsc_config(cfg)
+    cfg.merge_from_file(path)
+    return flatten(cfg)
+
+
+def test_the_converged_configs_are_the_testbeds_with_the_chosen_schedule():
+    """configs/SyntheticHardLong: every testbed method, its config identical but for the
+    schedule the committed selection chose (and where its runs write)."""
+    with open(os.path.join(ROOT, "benchmarks", "SyntheticHardLong", "selection",
+                           "selection.json")) as f:
+        chosen = json.load(f)["chosen"]
+    schedule = next(c for c in CANDIDATES if c.epochs == chosen["epochs"])
+    overrides = schedule.overrides()
+    expected = {key: value for key, value in zip(overrides[::2], overrides[1::2])}
+    testbed, converged = (os.path.join(ROOT, "configs", d) for d in ("SyntheticHard",
+                                                                     "SyntheticHardLong"))
+    assert sorted(os.listdir(testbed)) == sorted(
+        n.replace("SyntheticHardLong", "SyntheticHard") for n in os.listdir(converged))
+    for name in os.listdir(testbed):
+        old = _flat_config(os.path.join(testbed, name))
+        new = _flat_config(os.path.join(converged, name.replace("SyntheticHard",
+                                                                "SyntheticHardLong")))
+        changed = {k for k in old if old[k] != new[k]}
+        assert changed <= set(expected) | {"OUTPUT_DIR", "SFSC.OLD_MODEL.WEIGHTS"}, name
+        assert {k: str(new[k]).replace(" ", "") for k in expected} == expected, name
