@@ -50,11 +50,21 @@ def _cosine(a, b):
 
 def test_cuda_step_matches_the_cpu_step(sfsc_cfg):
     before, cpu, _ = _update(sfsc_cfg.clone(), "cpu")
-    before_gpu, gpu, trainer = _update(sfsc_cfg.clone(), "cuda")
+    tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False  # fp32 convolutions: the CPU's arithmetic
+        before_gpu, gpu, trainer = _update(sfsc_cfg.clone(), "cuda")
+        torch.backends.cudnn.allow_tf32 = True  # PyTorch's default for cuDNN
+        _, gpu_tf32, _ = _update(sfsc_cfg.clone(), "cuda")
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     assert torch.equal(before, before_gpu)  # the same initial weights
     assert trainer.task_grads.buffer.is_cuda
-    # TF32 convolutions round differently: the same update direction, not the same bits.
-    assert _cosine(cpu - before, gpu - before) > 0.999
+    # In fp32 the GPU step is the CPU step up to summation order (H200: cosine 1 - 7e-11).
+    assert _cosine(cpu - before, gpu - before) > 0.99999
+    # TF32 convolutions keep 10 mantissa bits: on this tiny, freshly initialised network the
+    # update turns by a few degrees (H200: cosine 0.996), not more; GPUs without TF32 give 1.
+    assert _cosine(cpu - before, gpu_tf32 - before) > 0.99
 
 
 def test_fp16_gradscaler_steps_follow_the_fp32_step(sfsc_cfg):

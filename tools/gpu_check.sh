@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The CUDA checks in one run (at most 8 minutes: the steps' limits add up to 470 s), for a CUDA machine holding the repository and
-# its .venv:
+# The CUDA checks in one run (at most 8 minutes: the steps' limits add up to 470 s), for a CUDA
+# machine holding the repository and a Python with its requirements (its .venv by default):
 #
-#     tools/gpu_check.sh [OUT_DIR]        # OUT_DIR defaults to $OUT
+#     tools/gpu_check.sh [OUT_DIR]                 # OUT_DIR defaults to $OUT
+#     PYTHON=python3 tools/gpu_check.sh OUT_DIR    # a system Python with CUDA torch (a path or a command)
 #
 # 1. pytest -m cuda: the CUDA-only tests (fp16 + GradScaler("cuda"), the step and the float64
 #    Gram matrix on the GPU, GPU evaluation against the CPU);
@@ -32,7 +33,8 @@ refuse() {  # message: write it as the result, say it, exit 2
     exit 2
 }
 
-[ -x "$PY" ] || refuse "no Python at $PY: carry the repository's .venv (or set PYTHON)"
+[ -x "$PY" ] || command -v "$PY" >/dev/null \
+    || refuse "no Python at $PY: carry the repository's .venv (or set PYTHON to a path or command)"
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)" 2>/dev/null \
     || refuse "no CUDA device visible to torch ($("$PY" -c 'import torch; print(torch.__version__)' 2>&1 | tail -1)); nothing was run"
 
