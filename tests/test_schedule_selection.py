@@ -6,6 +6,7 @@ import os
 import re
 
 import pytest
+from test_configs import _merged
 
 from sfsc.benchmark.studies import schedule_selection
 from sfsc.benchmark.studies.schedule_selection import (
@@ -16,7 +17,7 @@ from sfsc.benchmark.studies.schedule_selection import (
     convergence,
     select_schedule,
 )
-from sfsc.benchmark.tables.records import write_record
+from sfsc.benchmark.tables.records import flatten, write_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTOCOL = os.path.join(ROOT, "benchmarks", "SyntheticHardLong", "PROTOCOL.md")
@@ -122,17 +123,6 @@ def test_a_candidate_trains_its_unified_full_model_alone_with_the_schedule(tmp_p
                      str(tmp_path / "E12" / "SyntheticHard" / "runs"))]
 
 
-def _flat_config(path):
-    from fastreid.config import get_cfg
-    from sfsc import add_sfsc_config
-    from sfsc.benchmark.tables.records import flatten
-
-    cfg = get_cfg()
-    add_sfsc_config(cfg)
-    cfg.merge_from_file(path)
-    return flatten(cfg)
-
-
 def test_the_converged_configs_are_the_testbeds_with_the_chosen_schedule():
     """configs/SyntheticHardLong: every testbed method, its config identical but for the
     schedule the committed selection chose (and where its runs write)."""
@@ -147,9 +137,9 @@ def test_the_converged_configs_are_the_testbeds_with_the_chosen_schedule():
     assert sorted(os.listdir(testbed)) == sorted(
         n.replace("SyntheticHardLong", "SyntheticHard") for n in os.listdir(converged))
     for name in os.listdir(testbed):
-        old = _flat_config(os.path.join(testbed, name))
-        new = _flat_config(os.path.join(converged, name.replace("SyntheticHard",
-                                                                "SyntheticHardLong")))
+        old = flatten(_merged(os.path.join(testbed, name)))
+        new = flatten(_merged(os.path.join(converged, name.replace("SyntheticHard",
+                                                                       "SyntheticHardLong"))))
         changed = {k for k in old if old[k] != new[k]}
         assert changed <= set(expected) | {"OUTPUT_DIR", "SFSC.OLD_MODEL.WEIGHTS"}, name
         assert {k: str(new[k]).replace(" ", "") for k in expected} == expected, name
