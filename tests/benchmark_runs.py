@@ -22,7 +22,7 @@ def fake_training(monkeypatch):
 
     calls = Calls()
 
-    def call(command, stdout=None, stderr=None, cwd=None):
+    def call(command, stdout=None, cwd=None):
         out = command[command.index("OUTPUT_DIR") + 1]
         calls.append(out)
         with open(os.path.join(out, "model_final.pth"), "w") as f:
@@ -35,7 +35,7 @@ def fake_training(monkeypatch):
             json.dump(matrix_of(40, widths=(1.0,)), f)
         return calls.exit_code
 
-    monkeypatch.setattr(runner_module.subprocess, "call", call)
+    monkeypatch.setattr(runner_module, "run_to_end", call)
     return calls
 
 

@@ -245,15 +245,15 @@ def test_the_suite_writes_the_report_from_the_runs_matrices(tmp_path, fake_train
     values = {("seed0", "sfsc"): 40, ("seed1", "sfsc"): 44, ("seed0", "bct_s"): 20,
               ("seed1", "bct_s"): 24}
 
-    def train(command, stdout=None, stderr=None, cwd=None):  # fake_training, other matrices
-        code = fake_call(command, stdout, stderr, cwd)
+    def train(command, stdout=None, cwd=None):  # fake_training, other matrices
+        code = fake_call(command, stdout, cwd)
         out = command[command.index("OUTPUT_DIR") + 1]
         with open(os.path.join(out, "compatibility.json"), "w") as f:
             json.dump(matrix_of(values[tuple(out.split(os.sep)[-2:])]), f)
         return code
 
-    fake_call = runner_module.subprocess.call
-    monkeypatch.setattr(runner_module.subprocess, "call", train)
+    fake_call = runner_module.run_to_end
+    monkeypatch.setattr(runner_module, "run_to_end", train)
     out = run_suite(ROOT, "Synthetic", ["sfsc", "bct_s"], [0, 1], "R18", str(tmp_path / "logs"),
                     str(tmp_path / "bench"), ["SFSC.WIDTHS", "[0.25]"], "python tools/x.py")
     assert out == str(tmp_path / "bench" / "Synthetic")

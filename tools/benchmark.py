@@ -19,6 +19,7 @@ import sys
 import time
 
 import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
+from sfsc.benchmark.tables.child_process import exit_on_sigterm
 from sfsc.benchmark.tables.methods import METHODS
 from sfsc.benchmark.tables.suite import run_suite
 from sfsc.engine.defaults import exit_on_user_error
@@ -49,4 +50,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a killed invocation stops its training first
     sys.exit(exit_on_user_error(main))

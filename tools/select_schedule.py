@@ -19,6 +19,7 @@ import sys
 
 import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
 from sfsc.benchmark.studies.schedule_selection import select_schedule
+from sfsc.benchmark.tables.child_process import exit_on_sigterm
 from sfsc.engine.defaults import exit_on_user_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,4 +52,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a killed invocation stops its training first
     sys.exit(exit_on_user_error(main))

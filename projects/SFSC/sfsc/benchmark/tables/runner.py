@@ -31,6 +31,7 @@ from fastreid.config import get_cfg
 
 from ...config import add_sfsc_config
 from ...config_checks import ConfigError
+from .child_process import run_to_end
 from .methods import Run
 from .records import (
     config_differences,
@@ -278,8 +279,7 @@ class BenchmarkRunner:
                    *self._opts(run, seed)]
         start = time.time()
         with open(os.path.join(out, "stdout.txt"), "w") as stdout:
-            code = subprocess.call(command, stdout=stdout, stderr=subprocess.STDOUT,
-                                   cwd=self.repo)
+            code = run_to_end(command, stdout=stdout, cwd=self.repo)
         wall = time.time() - start
         if code != 0:
             raise RuntimeError(f"{run.name} (seed {seed}) failed with exit code {code}; see "
