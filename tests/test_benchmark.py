@@ -13,6 +13,7 @@ from benchmark_runs import CONFIGS, ROOT, load, matrix_of, runner_of
 
 from sfsc.benchmark.tables import run_inputs
 from sfsc.benchmark.tables import runner as runner_module
+from sfsc.benchmark.tables import suite as suite_module
 from sfsc.benchmark.tables.matrices import members_to_evaluate
 from sfsc.benchmark.tables.methods import METHODS, benchmark_runs, runs_for
 from sfsc.benchmark.tables.records import curves_to_series, thin_curves, write_record
@@ -238,6 +239,23 @@ def test_curves_are_thinned_evenly_keeping_both_ends():
     assert curves["series"]["loss"] == [float(it) for it in its]
     series = curves_to_series(curves)
     assert series["late"] == [(999, 1.0)] and series["loss"][1] == (its[1], float(its[1]))
+
+
+def test_a_seeds_model_set_matrix_is_evaluated_before_the_next_seed_trains(
+        tmp_path, fake_training, monkeypatch):
+    """While its checkpoints are on this machine: a table stopped during seed 1 and resumed on
+    another machine then has seed 0's matrix cached and retrains none of its models."""
+    evaluated = []
+
+    def model_set(runner, method, widths, seed, records):
+        evaluated.append((method.key, seed, len(fake_training)))
+        return matrix_of(30 + seed)
+
+    monkeypatch.setattr(suite_module, "model_set_matrix", model_set)
+    run_suite(ROOT, "Synthetic", ["unified"], [0, 1], "R18", str(tmp_path / "logs"),
+              str(tmp_path / "bench"), ["SFSC.WIDTHS", "[0.25]"], "python tools/x.py")
+    # Seed 0's two runs, its matrix, seed 1's two runs, its matrix; then the report's reads.
+    assert evaluated[:2] == [("unified", 0, 2), ("unified", 1, 4)]
 
 
 def test_the_suite_writes_the_report_from_the_runs_matrices(tmp_path, fake_training,

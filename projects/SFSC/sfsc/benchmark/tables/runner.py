@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from fastreid.config import get_cfg
 
@@ -189,10 +189,12 @@ class BenchmarkRunner:
             wanted += [((seed, need), name) for need in self.run_named(name).needs]
         return pending
 
-    def run_all(self, need_checkpoints: Iterable[Tuple[int, str]] = ()) -> List[RunRecord]:
+    def run_all(self, need_checkpoints: Iterable[Tuple[int, str]] = (),
+                seed_trained: Optional[Callable[[int, Dict], None]] = None) -> List[RunRecord]:
         """Train every run without a matching record (dependencies first) and every run whose
         checkpoint ``need_checkpoints`` ((seed, run name) pairs) or a run to train needs and
-        this machine lacks; returns every run's record (committed form with a records_dir)."""
+        this machine lacks; returns every run's record (committed form with a records_dir).
+        ``seed_trained(seed, records)`` is called once a seed's last run to train is done."""
         jobs = [(seed, run) for seed in self.seeds for run in self.runs]
         committed = {(seed, run.name): self.committed(run, seed) for seed, run in jobs}
         self._refuse_conflicts({key: diffs for key, (_, diffs) in committed.items() if diffs})
@@ -223,6 +225,8 @@ class BenchmarkRunner:
             seconds_done += float(local["wall_time_s"])
             self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: done in "
                      f"{_fmt(float(local['wall_time_s']))}")
+            if seed_trained is not None and (i == len(pending) or pending[i][0] != seed):
+                seed_trained(seed, records)
         return [records[(s, r.name)] for s, r in jobs]
 
     def _refuse_conflicts(self, conflicts: Dict[Tuple[int, str], List[str]]) -> None:
