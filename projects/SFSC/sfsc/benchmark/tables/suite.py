@@ -77,17 +77,16 @@ def run_suite(root: str, dataset: str, method_keys: Sequence[str], seeds: Sequen
     runner = BenchmarkRunner(root, config_dir, os.path.join(runs_root, dataset),
                              benchmark_runs(methods, widths, net), list(seeds), list(opts),
                              records_dir=os.path.join(out, "runs"))
+    model_sets = [method for method in methods if method.kind != "switchable"]
     need = set()
-    for method in methods:
-        if method.kind != "switchable":
-            need |= members_to_evaluate(runner, method, widths, seeds)
+    for method in model_sets:
+        need |= members_to_evaluate(runner, method, widths, seeds)
 
     def cache_model_sets(seed: int, records: Dict) -> None:
         # Evaluated (and cached beside the records) while this machine holds the seed's
         # checkpoints: a table resumed elsewhere then needs none of them trained again.
-        for method in methods:
-            if method.kind != "switchable":
-                model_set_matrix(runner, method, widths, seed, records)
+        for method in model_sets:
+            model_set_matrix(runner, method, widths, seed, records)
 
     record_list = runner.run_all(need_checkpoints=need, seed_trained=cache_model_sets)
     records = {(r["seed"], r["run"]): r for r in record_list}
