@@ -9,6 +9,7 @@ from scipy.special import digamma, gammaln
 from torch.distributions import Dirichlet, kl_divergence
 
 from sfsc.modeling.losses import (
+    clamp_forward,
     dirichlet_kl_to_uniform,
     dirichlet_strength,
     evidential_loss,
@@ -195,21 +196,69 @@ def test_the_summed_kl_keeps_the_gradient_whatever_u_is():
     assert summed[0] / summed[-1] < 0.5 * batch[0] / batch[-1]
 
 
-def test_the_gradient_passes_the_logit_clamp():
-    # A wrong-class logit beyond the clamp must still be pushed down; below the bound the
-    # forward pass is the hard clamp's, bit for bit.
-    targets = torch.tensor([0, 0, 1, 1])
-    logits = torch.randn(4, 16, generator=torch.Generator().manual_seed(5)) * 6
-    logits[:, 3] = torch.tensor([9.9, 10.0, 11.0, 40.0])
+def _one_sided_reference(logits, targets, clamp=10.0, **kw):
+    """The clamp's gradient rule written out by hand: the gradient of the loss at the hard
+    clamped logits (np.clip, a leaf), then, beyond +c, only its positive part (descent pulls
+    the logit down), beyond -c only its negative part."""
+    clipped = torch.from_numpy(np.clip(logits.detach().numpy(), -clamp, clamp))
+    clipped.requires_grad_()
+    loss = evidential_loss(clipped, targets, 0.2, clamp=float("inf"), **kw)["loss"]
+    (raw,) = torch.autograd.grad(loss, clipped)
+    raw, z = raw.numpy(), logits.detach().numpy()
+    g = np.where(z > clamp, np.maximum(raw, 0), raw)
+    g = np.where(z < -clamp, np.minimum(g, 0), g)
+    return loss.detach(), torch.from_numpy(raw), torch.from_numpy(g)
+
+
+@pytest.mark.parametrize("kl_norm", ["sum", "batch"])
+def test_the_logit_clamp_passes_only_the_gradient_that_points_back(kl_norm):
+    targets = torch.tensor([0, 0, 1, 1, 2, 2])
+    logits = torch.randn(6, 16, generator=torch.Generator().manual_seed(5)) * 12
+    logits[:, 3] = torch.tensor([9.9, 10.0, 11.0, 40.0, -11.0, -40.0])  # a wrong class
+    logits[0, 0], logits[1, 0], logits[2, 1], logits[3, 1] = 10.5, 50.0, -10.5, -50.0  # targets
     logits.requires_grad_()
-    terms = evidential_loss(logits, targets, 0.2, kl_norm="sum")
-    hard = evidential_loss(logits.detach().clamp(-10, 10), targets, 0.2, kl_norm="sum")
-    assert torch.equal(terms["loss"].detach(), hard["loss"])
+    terms = evidential_loss(logits, targets, 0.2, kl_norm=kl_norm)
     (grad,) = torch.autograd.grad(terms["loss"], logits)
-    assert (grad[:, 3] > 0.1).all()  # every wrong class 3 logit is pushed down, 11 and 40 too
-    beyond = logits.abs() > 10
-    assert beyond.sum() > 4  # the N(0, 36) logits also cross the bound on both sides
-    assert torch.isfinite(grad).all() and (grad[beyond] != 0).all()
+    hard_loss, raw, expected = _one_sided_reference(logits, targets, kl_norm=kl_norm)
+    # the forward pass is the hard clamp's bit for bit, against np.clip (not clamp_forward)
+    assert torch.equal(terms["loss"].detach(), hard_loss)
+    z = logits.detach()
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(grad, expected, rtol=0, atol=0)
+    # the logits cover the cases: beyond +c gradients pointing back (g > 0) and outwards,
+    # beyond -c pointing back (g < 0; the loss hardly asks a very negative logit to fall)
+    above, below = z > 10, z < -10
+    assert (above & (raw > 0)).sum() > 2 and (above & (raw < 0)).sum() > 2
+    assert (below & (raw < 0)).sum() > 2
+    assert (grad[:4, 3] > 0.01).all()  # a wrong class at 9.9, 10, 11 and 40 is pulled down
+    assert raw[0, 0] < 0 and raw[1, 0] < 0  # fitted targets at 10.5 and 50 would be pushed up
+    assert grad[0, 0] == 0 and grad[1, 0] == 0  # and are not
+    assert grad[2, 1] < 0 and grad[3, 1] < 0  # targets at -10.5 and -50 pulled up (exp: weakly)
+
+
+def test_a_fitted_correct_class_logit_gets_no_endless_push():
+    # C = 256, the target logit beyond the bound, the rest spread in [-3, 3]: the loss does
+    # not change as z_y grows past c, and neither may the logit (the straight-through
+    # gradient was -0.0130 at z_y = 10.5 and at z_y = 50).
+    num_classes = 256
+    base = torch.rand(4, num_classes, generator=torch.Generator().manual_seed(6)) * 6 - 3
+    targets = torch.tensor([7, 7, 9, 9])
+    for z_y, pushed in ((9.5, True), (10.5, False), (50.0, False)):
+        logits = base.clone()
+        logits[torch.arange(4), targets] = z_y
+        logits.requires_grad_()
+        loss = evidential_loss(logits, targets, 0.2, kl_norm="batch")["loss"]
+        (grad,) = torch.autograd.grad(loss, logits)
+        target_grad = grad[torch.arange(4), targets]
+        assert bool((target_grad < -1e-4).all()) == pushed, (z_y, target_grad)
+        assert bool((target_grad == 0).all()) != pushed, (z_y, target_grad)
+
+
+def test_the_clamp_forward_is_bit_identical_to_an_independent_clip():
+    x = torch.randn(64, 300, generator=torch.Generator().manual_seed(7)) * 20
+    ours = clamp_forward(x, 10.0)
+    assert torch.equal(ours, torch.from_numpy(np.clip(x.numpy(), -10.0, 10.0)))
+    assert (x.abs() > 10).float().mean() > 0.5
 
 
 def test_the_kl_of_saturated_evidence_is_exact():

@@ -37,7 +37,7 @@ def add_sfsc_config(cfg: CN) -> None:
     _C.SFSC.EVIDENTIAL = CN()
     _C.SFSC.EVIDENTIAL.LAMBDA = 0.2  # KL weight λ
     _C.SFSC.EVIDENTIAL.ACTIVATION = "exp"  # evidence = exp | softplus | relu of the logits
-    _C.SFSC.EVIDENTIAL.LOGIT_CLAMP = 10.0  # logits clamped to [-c, c] (forward pass only)
+    _C.SFSC.EVIDENTIAL.LOGIT_CLAMP = 10.0  # logits clamped to [-c, c]; one-sided gradient beyond
     _C.SFSC.EVIDENTIAL.KL_TARGET = "removed"  # removed (Sensoy's α̃) | kept (paper's Eq. 5)
     _C.SFSC.EVIDENTIAL.KL_NORM = "batch"  # sum | mean over classes | the batch's classes only
     _C.SFSC.EVIDENTIAL.PRIOR = 1.0  # Dirichlet prior per class (α = e + PRIOR; R-EDL's weight)

@@ -8,6 +8,7 @@ from .compat import (  # noqa: F401
     register_compat_loss,
 )
 from .evidential_loss import (  # noqa: F401
+    clamp_forward,
     dirichlet_kl_to_uniform,
     dirichlet_strength,
     evidence,

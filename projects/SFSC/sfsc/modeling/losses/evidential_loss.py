@@ -9,11 +9,13 @@ logits z (N, C) = full model's classifier · sub-model feature. Evidence e = act
   L = L_ace + λ · KL
 Every choice the paper leaves open, or that public code makes differently, is an argument:
 
-- ``activation``: exp (the paper), softplus or relu evidence, of logits clamped to [-c, c] in
-  the forward pass only: a hard clamp has zero gradient beyond c, so a wrong-class logit at
-  c + 1 could never be pushed down again. Below the bound every value is bit-identical to the
-  hard clamp; beyond it the gradient is the one at the bound. Which committed records the
-  hard clamp touched: benchmarks/evidential_selection/RESULTS.md.
+- ``activation``: exp (the paper), softplus or relu evidence, of logits clamped to [-c, c].
+  The forward pass is the hard clamp's, bit for bit; its gradient is one-sided (see
+  :func:`clamp_forward`): a hard clamp has zero gradient beyond c, so a wrong-class logit at
+  c + 1 could never be pushed down again, and a gradient passed straight through pushes a
+  fitted correct-class logit up forever (dL/dz_y = -0.013 at z_y = 10.5 and at 50, C = 256)
+  while the loss no longer changes. Which committed records the hard clamp touched:
+  benchmarks/evidential_selection/RESULTS.md.
 - ``kl_target``: "removed" (Sensoy's α̃) or "kept" (the paper's literal Eq. 5 and Eq. 8, which
   punish evidence for the *correct* class: ≈ 85 vs ≈ 2 nats for C = 751).
 - ``kl_norm``: "sum" over all C classes (the paper), "mean" over classes (KL / C), or "batch":
@@ -53,19 +55,31 @@ KL_NORMS = ("sum", "mean", "batch")
 
 
 class _ClampForward(torch.autograd.Function):
-    """Clamp in the forward pass, identity in the backward pass (straight-through)."""
+    """Clamp in the forward pass; in the backward pass a one-sided straight-through gradient."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, bound: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.bound = bound
         return x.clamp(-bound, bound)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return grad, None
+        (x,) = ctx.saved_tensors
+        # Descent moves x by -grad. Beyond +c only a positive gradient passes (it brings x back
+        # towards the bound: a wrong-class logit past it is still pulled down), beyond -c only a
+        # negative one; the gradient that would push x further out, where the clamped value and
+        # so the loss no longer change (a fitted logit, pushed forever), is dropped.
+        grad = torch.where(x > ctx.bound, grad.clamp(min=0), grad)
+        return torch.where(x < -ctx.bound, grad.clamp(max=0), grad), None
 
 
 def clamp_forward(x: torch.Tensor, bound: float) -> torch.Tensor:
-    """x clamped to [-bound, bound], with the gradient of x itself. Any shape."""
+    """x clamped to [-bound, bound]; beyond the bound only a gradient pointing back passes.
+
+    Any shape. Inside the bound the gradient is x's own; beyond +bound it is max(g, 0), beyond
+    -bound min(g, 0) (g: the gradient of the clamped value).
+    """
     return _ClampForward.apply(x, bound)
 
 
