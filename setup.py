@@ -11,7 +11,7 @@ setup(
     description="Switchable representation learning with self-compatibility (SFSC) for FastReID",
     package_dir={"": "projects/SFSC"},
     packages=find_packages("projects/SFSC"),
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # torchjd 0.18 needs 3.10
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -24,6 +24,7 @@ setup(
         "faiss-cpu>=1.7.3",
         "Pillow",
         "matplotlib",
+        "torchjd[quadprog-projector,cagrad,fairgrad]==0.18.0",  # SFSC.AGGREGATION weightings
     ],
     extras_require={
         # faiss-gpu-cu12 provides the same `faiss` module with GPU indexes; uninstall faiss-cpu

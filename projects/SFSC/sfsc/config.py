@@ -28,8 +28,23 @@ def add_sfsc_config(cfg: CN) -> None:
     # (modeling/losses/compat.py registers them).
     _C.SFSC.COMPAT_LOSS = "evidential"
     _C.SFSC.COMPAT_WEIGHT = 1.0
-    # How the per-task gradients (L_ori, L_c1 ... L_cm) become one update: pcgrad | sum.
+    # How the per-task gradients (L_ori, L_c1 ... L_cm) become one update: pcgrad | sum, or one
+    # of torchjd's Gramian weightings: mgda | imtl_g | aligned_mtl | upgrad | dualproj | cagrad
+    # | fairgrad | gradvac | pcd (sfsc/engine/torchjd_weightings.py). Scale rule: a torchjd
+    # weighting's weights are rescaled to sum to T (the number of tasks), as sum's are, so that
+    # methods differ in how they share the step among the tasks, not in its total length (MGDA's
+    # and UPGrad's own weights sum to 1: a learning rate T times smaller).
     _C.SFSC.AGGREGATION = "pcgrad"
+    # The torchjd weightings' own parameters (read only by the weighting named above).
+    _C.SFSC.WEIGHTING = CN()
+    _C.SFSC.WEIGHTING.CAGRAD_C = 0.4  # CAGrad's radius c around the mean gradient (0: the mean)
+    _C.SFSC.WEIGHTING.FAIRGRAD_ALPHA = 1.0  # FairGrad's α-fairness (1: proportional fairness)
+    # PCD: the share of its own first-order progress each compatible task is guaranteed while
+    # the step follows the full model's gradient (torchjd's default).
+    _C.SFSC.WEIGHTING.PCD_TAU = 0.02
+    # CR-MOGM's moving average of the weights over steps, w_k = EMA·w_{k-1} + (1 - EMA)·ŵ_k:
+    # weights computed from one mini-batch's gradients are noisy. 0: each step's own weights.
+    _C.SFSC.WEIGHTING.EMA = 0.0
 
     # The evidential loss's open choices (sfsc/modeling/losses/evidential_loss.py). Defaults:
     # the variant chosen by benchmarks/evidential_selection (the KL over the batch's classes).

@@ -4,7 +4,9 @@ Each strategy maps the T×T Gram matrix of the task gradients G (T×P) to coeffi
 and the update direction is cᵀG. Working in Gram space is exact for PCGrad, because every
 projected gradient stays a linear combination of the original ones: the whole projection costs
 O(T³) scalar work plus one Gram matrix and one T×P product, a small fraction of a step even
-for ResNet-50. Strategies are small classes selected by name (SFSC.AGGREGATION), as in LibMTL.
+for ResNet-50. Strategies are small classes selected by name (SFSC.AGGREGATION), as in LibMTL:
+``sum``, ``pcgrad`` and, through one adapter, torchjd's Gramian weightings (mgda, imtl_g,
+upgrad, ...: torchjd_weightings.py), whose weights are rescaled to sum to T.
 """
 from __future__ import annotations
 
@@ -13,8 +15,15 @@ from typing import Dict, Optional, Type
 import numpy as np
 import torch
 
-__all__ = ["Aggregation", "SumAggregation", "PCGradAggregation", "AGGREGATIONS",
-           "build_aggregation", "gram_matrix"]
+from .torchjd_weightings import (
+    WEIGHTINGS,
+    build_weighting,
+    load_weighting_state,
+    weighting_state,
+)
+
+__all__ = ["Aggregation", "SumAggregation", "PCGradAggregation", "GramianWeightingAggregation",
+           "AGGREGATIONS", "build_aggregation", "gram_matrix", "rescale_to_task_count"]
 
 # Columns of G converted to float64 at a time: 2^16 × T float64 values (2.6 MB for T = 5, so a
 # chunk stays in cache), where a float64 copy of the whole G would be 440 MB for ResNet-18
@@ -40,9 +49,12 @@ def gram_matrix(grads: torch.Tensor, chunk: int = GRAM_CHUNK) -> torch.Tensor:
 
 
 class Aggregation:
-    """Base class: ``coefficients(gram) -> c`` with update = Σ_t c_t g_t."""
+    """Base class: ``coefficients(gram) -> c`` with update = Σ_t c_t g_t.
+
+    ``last_coefficients``: c (T,) float64 of the last call, the task weights the step logs."""
 
     name = ""
+    last_coefficients: Optional[torch.Tensor] = None
 
     @classmethod
     def from_config(cls, cfg, seed: int = 0) -> Aggregation:
@@ -60,7 +72,8 @@ class Aggregation:
         ``gram``: G Gᵀ (T, T), float64 from :func:`gram_matrix` unless given."""
         if gram is None:
             gram = gram_matrix(grads)
-        coef = self.coefficients(gram.double()).to(device=grads.device, dtype=grads.dtype)
+        self.last_coefficients = self.coefficients(gram.double())
+        coef = self.last_coefficients.to(device=grads.device, dtype=grads.dtype)
         if out is None:
             return coef @ grads
         torch.mm(coef[None], grads, out=out.view(1, -1))
@@ -113,13 +126,71 @@ class PCGradAggregation(Aggregation):
         self.rng.bit_generator.state = state["rng"]
 
 
+def rescale_to_task_count(weights: torch.Tensor) -> torch.Tensor:
+    """weights (T,) -> T·w / Σw, summing to T as ``sum``'s coefficients do; zeros when Σw <= 0
+    (no common direction was found: the step leaves the task gradients out)."""
+    total = float(weights.sum())
+    if not total > 0:
+        return torch.zeros_like(weights)
+    return weights * (weights.shape[0] / total)
+
+
+class GramianWeightingAggregation(Aggregation):
+    """One of torchjd's Gramian weightings (``name`` in torchjd_weightings.WEIGHTINGS).
+
+    Scale rule: the weights w are rescaled to c = T·w / Σw, so that the coefficients sum to T as
+    ``sum``'s do. A weighting then decides how the step is shared among the tasks, not how long
+    it is in total: its own weights sum to 1 for most (MGDA, IMTL-G, UPGrad), which alone would
+    divide the learning rate by T, and to other values for others (Aligned-MTL, CAGrad).
+
+    Randomness (GradVac's visiting orders) is drawn from torch's CPU generator with this
+    aggregation's own generator state swapped in and out, seeded by ``seed``: it neither
+    consumes nor moves the global stream, and it is checkpointed with the weighting's state
+    (moving averages), so --resume continues exactly. In multi-process training every process
+    computes the same weights: the Gram matrix comes from the all-reduced task gradients and the
+    solvers are deterministic.
+    """
+
+    def __init__(self, name: str, weighting, seed: int = 0):
+        self.name = name
+        self.weighting = weighting
+        self._rng = torch.Generator().manual_seed(seed).get_state()
+
+    @classmethod
+    def from_config(cls, cfg, seed: int = 0) -> GramianWeightingAggregation:
+        name = cfg.SFSC.AGGREGATION
+        return cls(name, build_weighting(name, cfg), seed)
+
+    def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
+        gram = gram.detach().to("cpu", torch.float64)  # T×T: the solvers run on the host
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._rng)
+            weights = self.weighting(gram)
+            self._rng = torch.get_rng_state()
+        return rescale_to_task_count(weights.double())
+
+    def state_dict(self) -> Dict:
+        return {"weighting": self.name, "rng": self._rng.clone(),
+                "state": weighting_state(self.weighting)}
+
+    def load_state_dict(self, state: Dict) -> None:
+        if state.get("weighting") != self.name:
+            raise ValueError(f"the checkpoint's aggregation state is {state.get('weighting')!r}'s"
+                             f", not {self.name!r}'s: resume with the SFSC.AGGREGATION it was "
+                             "trained with")
+        self._rng = state["rng"].clone()
+        load_weighting_state(self.weighting, state["state"])
+
+
 AGGREGATIONS: Dict[str, Type[Aggregation]] = {
     cls.name: cls for cls in (SumAggregation, PCGradAggregation)
 }
+AGGREGATIONS.update({name: GramianWeightingAggregation for name in WEIGHTINGS})
 
 
 def build_aggregation(cfg, seed: int = 0) -> Aggregation:
-    """The strategy named by SFSC.AGGREGATION; an unknown name raises ValueError (here only)."""
+    """The strategy named by SFSC.AGGREGATION; an unknown name, a bad SFSC.WEIGHTING key or a
+    missing torchjd extra raises ValueError (here only)."""
     name = cfg.SFSC.AGGREGATION
     if name not in AGGREGATIONS:
         raise ValueError(f"SFSC.AGGREGATION {name!r} is not one of {sorted(AGGREGATIONS)}")

@@ -11,7 +11,7 @@ are reached by that width's tasks only).
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -99,16 +99,20 @@ def layer_conflict_shares(layer_grams: torch.Tensor) -> torch.Tensor:
 
 
 def conflict_scalars(gram: torch.Tensor, shares: Sequence[float], task_names: Sequence[str],
-                     pair_totals: List[int]) -> Dict[str, float]:
+                     pair_totals: List[int], weights: Optional[Sequence[float]] = None
+                     ) -> Dict[str, float]:
     """The step's logged conflict measures from its Gram matrix (T, T, on the host, unscaled)
     and :func:`layer_conflict_shares`; adds this step's conflicts to ``pair_totals`` in place.
+    ``weights`` (T,): each task's coefficient in the update, logged beside its gradient norm.
 
-    Names: ``grad_norm/<task>``, ``cos/<pair>``, ``conflicts`` (pairs this step),
-    ``conflicts_cumulative/<pair>`` (since the first step), ``layer_conflict_share`` and
-    ``layer_conflict_share/<pair>``.
+    Names: ``grad_norm/<task>``, ``task_weight/<task>``, ``cos/<pair>``, ``conflicts`` (pairs
+    this step), ``conflicts_cumulative/<pair>`` (since the first step), ``layer_conflict_share``
+    and ``layer_conflict_share/<pair>``.
     """
     norms = gram.diagonal().clamp_min(0).sqrt().tolist()
     out = {f"grad_norm/{name}": n for name, n in zip(task_names, norms)}
+    if weights is not None:
+        out.update({f"task_weight/{name}": float(w) for name, w in zip(task_names, weights)})
     conflicts = 0
     for i, ((a, b), pair) in enumerate(zip(task_pairs(len(task_names)),
                                            pair_names(task_names))):

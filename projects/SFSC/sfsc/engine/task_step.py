@@ -2,11 +2,14 @@
 
 step: losses = model(batch)  ->  G (T×P) = per-task gradients  ->  all-reduce G (DDP)
       (and average the BatchNorm running statistics, see running_stats.py)
-      ->  Gram = Σ_layers G_l G_lᵀ (float64)  ->  coefficients (sum | pcgrad)  ->  p.grad = cᵀG
-      ->  optimizer.step()  ->  log norms, cosines, conflicts (whole model, per layer)
-Under AMP every task's loss is scaled by the same GradScaler factor, the projection runs on the
-scaled gradients (it is scale-invariant), and GradScaler unscales / skips / steps once;
-gradient norms and conflicts are logged unscaled. The CUDA paths (fp16 + GradScaler, NCCL)
+      ->  Gram = Σ_layers G_l G_lᵀ (float64)  ->  coefficients c (SFSC.AGGREGATION)
+      ->  p.grad = cᵀG  ->  optimizer.step()
+      ->  log norms, task weights c, cosines, conflicts (whole model, per layer)
+Under AMP every task's loss is scaled by the same GradScaler factor s; the aggregation computes
+its coefficients from the unscaled Gram matrix (divided by s², exactly: s is a power of two),
+since some weightings are not scale-invariant (FairGrad, PCD's moving average), combines the
+scaled gradients, and GradScaler unscales / skips / steps once; gradient norms and conflicts
+are logged unscaled. The CUDA paths (fp16 + GradScaler, NCCL)
 share this code but have only been exercised on CPU (GradScaler("cpu"), bf16, gloo).
 """
 from __future__ import annotations
@@ -107,16 +110,18 @@ class TaskGradientTrainer(SimpleTrainer):
         if self.grad_scaler is None and not finite:
             self._skip_step(tasks, "a non-finite gradient")
             return
-        if finite:
-            # The projection is invariant to the common scale (the Gram matrix scales by s²,
-            # each coefficient is a ratio of its entries), so it runs on the scaled gradients.
-            self.aggregation(grads, gram, out=self.task_grads.flat)
-        else:  # only under GradScaler: it skips the step and lowers the scale
-            self.task_grads.flat.fill_(float("nan"))
-        self.task_grads.point_param_grads()
         scale = 1.0
         if self.grad_scaler is not None:
             scale = float(self.grad_scaler.get_scale())  # before update() changes it
+        if finite:
+            # Coefficients from the unscaled Gram matrix, applied to the scaled gradients: the
+            # update stays scaled by s for GradScaler to unscale.
+            unscaled = gram if self.grad_scaler is None else gram / scale ** 2
+            self.aggregation(grads, unscaled, out=self.task_grads.flat)
+        else:  # only under GradScaler: it skips the step and lowers the scale
+            self.task_grads.flat.fill_(float("nan"))
+        self.task_grads.point_param_grads()
+        if self.grad_scaler is not None:
             self.grad_scaler.step(self.optimizer)  # unscales; skips the step on inf / NaN
             self.grad_scaler.update()
         else:
@@ -141,9 +146,10 @@ class TaskGradientTrainer(SimpleTrainer):
 
     def _write_task_metrics(self, tasks, layer_grams: Optional[torch.Tensor], data_time: float,
                             scale: float = 1.0) -> None:
-        """FastReID's loss metrics, then per-task gradient norms, cosines and conflicts (whole
-        model and per layer, see conflicts.py) unscaled by the loss scale of this step, and the
-        model's diagnostics. ``layer_grams`` (L, T, T) None: a step GradScaler skipped."""
+        """FastReID's loss metrics, then per-task gradient norms, task weights (the
+        aggregation's coefficients), cosines and conflicts (whole model and per layer, see
+        conflicts.py) unscaled by the loss scale of this step, and the model's diagnostics.
+        ``layer_grams`` (L, T, T) None: a step GradScaler skipped."""
         loss_dict = {k: v for d in tasks.values() for k, v in d.items()}
         self._write_metrics(loss_dict, data_time)
         if self.grad_scaler is not None and comm.is_main_process():
@@ -151,12 +157,15 @@ class TaskGradientTrainer(SimpleTrainer):
         if layer_grams is None:
             return
         t = layer_grams.shape[-1]
-        measures = torch.cat([layer_grams.sum(0).flatten(), layer_conflict_shares(layer_grams)])
+        coefficients = self.aggregation.last_coefficients.to(layer_grams)
+        measures = torch.cat([layer_grams.sum(0).flatten(), coefficients,
+                              layer_conflict_shares(layer_grams)])
         diagnostics, host = _to_host(getattr(self.model, "diagnostics", {}), "diag/", measures)
         gram = torch.tensor(host[:t * t], dtype=torch.float64).view(t, t) / scale ** 2
         if len(self.pair_conflicts) != len(task_pairs(t)):  # first step (or another task set)
             self.pair_conflicts = [0] * len(task_pairs(t))
-        scalars = conflict_scalars(gram, host[t * t:], self.task_names, self.pair_conflicts)
+        scalars = conflict_scalars(gram, host[t * t + t:], self.task_names, self.pair_conflicts,
+                                   weights=host[t * t:t * t + t])
         self.conflicts_total += scalars["conflicts"]
         if comm.is_main_process():
             scalars["conflicts_cumulative"] = self.conflicts_total
