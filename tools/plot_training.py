@@ -9,7 +9,8 @@ A RUN is a training OUTPUT_DIR (its metrics.json) or a committed run record
 (benchmarks/<dataset>/runs/seed<k>/<run>.json). The overview has a panel per group of curves:
 task losses, gradient norms, conflicting pairs, pair cosines, layers in conflict, then the
 per-width diagnostics. ``--figures OUT`` writes OUT/fig5_gradient_norms.png (each task's
-gradient norm, a panel per run) and OUT/fig6_conflicts.png (cumulative conflicting pairs of
+gradient norm, a panel per run, and beneath it each task's weight in the update when the run
+logged it) and OUT/fig6_conflicts.png (cumulative conflicting pairs of
 every run overlaid, the share of layers in conflict, and the count per pair).
 """
 import argparse

@@ -1,6 +1,6 @@
-"""The SFSC paper's Fig. 5 (each task's gradient norm over iterations) and Fig. 6 (cumulative
-conflicting task pairs) for one or several runs overlaid, read from committed run records
-(``curves``) or training folders (``metrics.json``)."""
+"""The SFSC paper's Fig. 5 (each task's gradient norm over iterations, with each task's weight
+in the update beneath) and Fig. 6 (cumulative conflicting task pairs) for one or several runs
+overlaid, read from committed run records (``curves``) or training folders (``metrics.json``)."""
 from __future__ import annotations
 
 import json
@@ -62,9 +62,15 @@ def load_run(path: str, label: Optional[str] = None) -> Run:
 
 
 def _task_label(key: str) -> str:
-    # grad_norm/ori -> "ori (L_ori)", grad_norm/compat@0.25 -> "0.25× (compatible)"
+    # grad_norm/ori -> "ori (L_ori)", task_weight/compat@0.25 -> "0.25× (compatible)"
     task = key.split("/", 1)[1]
     return "ori (L_ori)" if task == "ori" else task.rsplit("@", 1)[-1] + "× (compatible)"
+
+
+def _task_keys(run: Run, prefix: str) -> List[str]:
+    """``prefix<task>`` keys the run logged, the full model's first."""
+    return sorted((k for k, v in run.series.items() if k.startswith(prefix) and v),
+                  key=lambda k: (k != prefix + "ori", k))
 
 
 _STYLES = ("-", "--", ":", "-.")
@@ -96,32 +102,68 @@ def _save(plt, fig, output: str, title: str) -> None:
     plt.close(fig)
 
 
-def plot_gradient_norms(runs: Sequence[Run], output: str) -> List[str]:
-    """Fig. 5: one panel per run, side by side on one scale, a line per task's gradient norm
-    (the same colour for a task in every panel). Returns the ``label: key`` lines drawn."""
-    order = lambda key: (key != "grad_norm/ori", key)  # noqa: E731  (the full model first)
-    keys = [sorted((k for k, v in run.series.items() if k.startswith("grad_norm/") and v),
-                   key=order) for run in runs]
-    if not any(keys):
-        raise ValueError("no run logged per-task gradient norms (grad_norm/<task>)")
-    tasks = sorted({k for ks in keys for k in ks}, key=order)
-    colours = {k: f"C{i}" for i, k in enumerate(tasks)}
-    plt, fig, axes = _figure(len(runs), min(len(runs), 3))
+def _paired_figure(panels: int, columns: int):
+    """Like _figure, with a second panel beneath each one: -> plt, fig, tops, bottoms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = (panels + columns - 1) // columns
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(5.4 * columns, 3.4 * 2 * rows),
+                             squeeze=False)
+    cells = [(2 * (i // columns), i % columns) for i in range(rows * columns)]
+    for r, c in cells[panels:]:
+        axes[r][c].set_visible(False)
+        axes[r + 1][c].set_visible(False)
+    return (plt, fig, [axes[r][c] for r, c in cells[:panels]],
+            [axes[r + 1][c] for r, c in cells[:panels]])
+
+
+def _task_panels(axes, runs: Sequence[Run], keys: List[List[str]], ylabel: str) -> List[str]:
+    """One panel per run, a line per task (a task's colour the same in every panel), on one
+    scale from 0 (or below, for a negative weight); -> ``label: key`` lines drawn."""
+    tasks = sorted({k.split("/", 1)[1] for ks in keys for k in ks},
+                   key=lambda t: (t != "ori", t))
+    colours = {t: f"C{i}" for i, t in enumerate(tasks)}
     drawn = []
     for ax, run, run_keys in zip(axes, runs, keys):
         for key in run_keys:
-            _line(ax, run.series[key], label=_task_label(key), color=colours[key])
+            _line(ax, run.series[key], label=_task_label(key),
+                  color=colours[key.split("/", 1)[1]])
             drawn.append(f"{run.label}: {key}")
         ax.set_title(run.label)
         ax.set_xlabel("iteration")
-        ax.set_ylabel("gradient norm ‖g‖")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if run_keys:
             ax.legend(fontsize=8)
-    top = max(v for run, ks in zip(runs, keys) for k in ks for _, v in run.series[k])
-    for ax in axes:
-        ax.set_ylim(0, top * 1.05)
-    _save(plt, fig, output, "Per-task gradient norm (the paper's Fig. 5)")
+    values = [v for run, ks in zip(runs, keys) for k in ks for _, v in run.series[k]]
+    if values:
+        for ax in axes:
+            ax.set_ylim(min(0.0, min(values) * 1.05), max(values) * 1.05 or 1.0)
+    return drawn
+
+
+def plot_gradient_norms(runs: Sequence[Run], output: str) -> List[str]:
+    """Fig. 5: one panel per run, side by side on one scale, a line per task's gradient norm;
+    when the runs logged them, beneath each, each task's weight in the update (its
+    coefficient in the aggregated gradient: how the aggregation redistributed the tasks).
+    Returns the ``label: key`` lines drawn."""
+    keys = [_task_keys(run, "grad_norm/") for run in runs]
+    if not any(keys):
+        raise ValueError("no run logged per-task gradient norms (grad_norm/<task>)")
+    weights = [_task_keys(run, "task_weight/") for run in runs]
+    columns = min(len(runs), 3)
+    if not any(weights):  # runs logged before the weights were
+        plt, fig, axes = _figure(len(runs), columns)
+        drawn = _task_panels(axes, runs, keys, "gradient norm ‖g‖")
+        _save(plt, fig, output, "Per-task gradient norm (the paper's Fig. 5)")
+        return drawn
+    plt, fig, tops, bottoms = _paired_figure(len(runs), columns)
+    drawn = _task_panels(tops, runs, keys, "gradient norm ‖g‖")
+    drawn += _task_panels(bottoms, runs, weights, "task weight in the update")
+    _save(plt, fig, output, "Per-task gradient norm (the paper's Fig. 5) and task weight")
     return drawn
 
 
