@@ -1,9 +1,11 @@
-"""Saved features of several models as files: discovery, validation and their matrix.
+"""Saved features of several models as files: writing, discovery, validation and their matrix.
 
 A folder holds ``<name>_query.npz`` and ``<name>_gallery.npz`` for every model, each with arrays
-``feats`` (N, D) float, ``pids`` (N,) int and ``camids`` (N,) int; every model describes the
-same query images and the same gallery images, in the same order. Models are ordered by the
-width their names spell when all names are numbers (``0.25_query.npz``), else by name.
+``feats`` (N, D) float, ``pids`` (N,) int and ``camids`` (N,) int, and optionally ``paths``
+(N,), the image file of each row, and ``metric``, the similarity the features are made for
+(``tools/extract_features.py --dataset`` writes all five). Every model describes the same
+query images and the same gallery images, in the same order. Models are ordered by the width
+their names spell when all names are numbers (``0.25_query.npz``), else by name.
 """
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ..fastreid.checkpoint import atomic_write_bytes
 from .compatibility_evaluator import CompatibilityResult, evaluate_compatibility
 
 __all__ = ["InputError", "Split", "evaluate_folder", "find_models", "load_folder",
-           "load_split", "model_labels", "read_split"]
+           "load_split", "model_labels", "read_split", "split_file", "write_split"]
 
 _SPLITS = ("query", "gallery")
 _ARRAYS = ("feats", "pids", "camids")
@@ -74,9 +77,32 @@ def find_models(folder: str) -> List[str]:
     return sorted(names)
 
 
+def split_file(folder: str, name: str, split: str) -> str:
+    """Path of model ``name``'s ``split`` ("query" | "gallery") features in ``folder``."""
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    return os.path.join(folder, f"{name}_{split}.npz")
+
+
+def write_split(path: str, feats: np.ndarray, pids: np.ndarray, camids: np.ndarray,
+                paths: List[str], metric: str = "cosine") -> str:
+    """Write one saved-features ``.npz`` (feats (N, D) float32, pids (N,), camids (N,) int64,
+    paths (N,), metric) atomically; returns ``path``."""
+    feats = np.asarray(feats, dtype=np.float32)
+    pids, camids = np.asarray(pids, dtype=np.int64), np.asarray(camids, dtype=np.int64)
+    if feats.ndim != 2 or not len(feats) == len(pids) == len(camids) == len(paths):
+        raise ValueError(f"feats {feats.shape}, pids {pids.shape}, camids {camids.shape} and "
+                         f"{len(paths)} paths do not describe the same rows")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    arrays = dict(feats=feats, pids=pids, camids=camids,
+                  paths=np.asarray([str(p) for p in paths]), metric=np.asarray(metric))
+    atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
 def load_split(folder: str, name: str, split: str) -> Split:
     """The validated arrays of ``<name>_<split>.npz``."""
-    return read_split(os.path.join(folder, f"{name}_{split}.npz"))
+    return read_split(split_file(folder, name, split))
 
 
 def read_split(path: str) -> Split:
