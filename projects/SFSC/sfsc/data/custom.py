@@ -38,7 +38,7 @@ from fastreid.data.datasets.bases import ImageDataset
 
 from .errors import DatasetError
 
-__all__ = ["CustomReID", "IMAGE_EXTENSIONS", "SPLITS"]
+__all__ = ["CustomReID", "IMAGE_EXTENSIONS", "SPLITS", "custom_data_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def _label(value: str) -> str:
         return value
 
 
+def custom_data_path(root: str, path: str) -> str:
+    """Where SFSC.DATA.CUSTOM_PATH ``path`` points: ``~`` expanded, relative to ``root``."""
+    return os.path.join(root, os.path.expanduser(path))
+
+
 @DATASET_REGISTRY.register()
 class CustomReID(ImageDataset):
     """Your own ReID data from a CSV file or a <split>/<pid>/<camid>/<image> folder tree."""
@@ -73,7 +78,7 @@ class CustomReID(ImageDataset):
                 f"set SFSC.DATA.CUSTOM_PATH to {_FORMAT} (a relative path starts at the dataset "
                 f"root {root!r}, i.e. FASTREID_DATASETS).")
         self.path = path
-        self.data_path = os.path.join(root, os.path.expanduser(path))
+        self.data_path = custom_data_path(root, path)
         if not os.path.exists(self.data_path):
             raise DatasetError(
                 f"CustomReID: SFSC.DATA.CUSTOM_PATH {path!r} resolves to {self.data_path!r}, "

@@ -31,8 +31,9 @@ from fastreid.utils import comm
 
 from .errors import DatasetError
 
-__all__ = ["LAYOUTS", "load_dataset", "image_problem", "ReIDImageDataset", "PositionedSampler",
-           "build_train_loader", "build_test_loader", "positioned_sampler"]
+__all__ = ["LAYOUTS", "dataset_root", "load_dataset", "image_problem", "ReIDImageDataset",
+           "PositionedSampler", "build_train_loader", "train_loader_from_items",
+           "build_test_loader", "positioned_sampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,13 @@ _SPLITS = {"train": ("train",), "test": ("query", "gallery")}
 _READ_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError)
 
 
-def _root() -> str:
+def dataset_root() -> str:
+    """The dataset root FastReID reads (FASTREID_DATASETS when it was imported, else datasets)."""
     return data_build._root  # read at use: FastReID fixes it from FASTREID_DATASETS at import
 
 
 def _missing_dataset(name: str, cause: Exception) -> DatasetError:
-    root = os.path.abspath(_root())
+    root = os.path.abspath(dataset_root())
     layout = LAYOUTS.get(name, "the layout its FastReID dataset class reads")
     return DatasetError(
         f"Dataset {name}: {cause}. FastReID looks for datasets under the folder named by the "
@@ -79,7 +81,7 @@ def load_dataset(name: str, cfg, split: str):
     if split == "train":
         kwargs["combineall"] = cfg.DATASETS.COMBINEALL
     try:
-        data = cls(root=_root(), **kwargs)  # FastReID parses the train list here already
+        data = cls(root=dataset_root(), **kwargs)  # FastReID parses the train list here already
         lists = {s: getattr(data, s) for s in _SPLITS[split]}
     except DatasetError:
         raise
@@ -233,6 +235,11 @@ def build_train_loader(cfg):
         if comm.is_main_process():
             data.show_train()
         items.extend(data.train)
+    return train_loader_from_items(cfg, items)
+
+
+def train_loader_from_items(cfg, items: List[tuple]):
+    """The train loader of ``items`` ((path, pid, camid) tuples): transforms, sampler, seeding."""
     seed = cfg.SEED if cfg.SEED >= 0 else 0
     train_set = ReIDImageDataset(items, build_transforms(cfg, is_train=True), relabel=True,
                                  seed=seed)

@@ -3,7 +3,9 @@ set, cached beside the committed run records so that another machine does not re
 
 The cache ``<records dir>/seed<k>/<method>_matrix.json`` (``.cuda.json`` on the GPU) holds the
 members' record fingerprints; it is reused while they are the fingerprints of the records in
-use, and evaluated anew (from the members' checkpoints) otherwise.
+use, and evaluated anew (from the members' checkpoints) otherwise. It also holds the checksum
+of each checkpoint it was evaluated from (``checkpoints``): a member trained again on another
+machine for its checkpoint keeps its record, and the cache says which weights it scored.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from ...engine import SFSCTrainer
 from ...evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
 from .methods import Method, matrix_members
 from .records import read_record, write_record
+from .run_inputs import file_checksum
 from .runner import BenchmarkRunner, RunRecord
 
-__all__ = ["cached_matrix", "members_to_evaluate", "model_set_matrix"]
+__all__ = ["cached_matrix", "is_cached", "members_to_evaluate", "model_set_matrix"]
 
 
 def _cache_path(runner: BenchmarkRunner, method: Method, seed: int) -> str:
@@ -31,16 +34,19 @@ def cached_matrix(runner: BenchmarkRunner, method: Method, seed: int,
     return cached["matrix"] if cached and cached.get("members") == list(stamps) else None
 
 
+def is_cached(runner: BenchmarkRunner, method: Method, widths: Sequence[float],
+              seed: int) -> bool:
+    """Whether the method's matrix at ``seed`` is cached for the records its members will use."""
+    names = [name for _, name, _ in matrix_members(method, widths)]
+    stamps = [runner.expected_fingerprint(runner.run_named(n), seed) for n in names]
+    return cached_matrix(runner, method, seed, stamps) is not None
+
+
 def members_to_evaluate(runner: BenchmarkRunner, method: Method, widths: Sequence[float],
                         seeds: Sequence[int]) -> Set[Tuple[int, str]]:
     """(seed, run name) of the models whose checkpoints the method's uncached matrices need."""
-    need: Set[Tuple[int, str]] = set()
-    for seed in seeds:
-        names = [name for _, name, _ in matrix_members(method, widths)]
-        stamps = [runner.expected_fingerprint(runner.run_named(n), seed) for n in names]
-        if cached_matrix(runner, method, seed, stamps) is None:
-            need.update((seed, n) for n in names)
-    return need
+    return {(seed, name) for seed in seeds if not is_cached(runner, method, widths, seed)
+            for _, name, _ in matrix_members(method, widths)}
 
 
 def model_set_matrix(runner: BenchmarkRunner, method: Method, widths: Sequence[float],
@@ -56,5 +62,7 @@ def model_set_matrix(runner: BenchmarkRunner, method: Method, widths: Sequence[f
     loader, num_query = SFSCTrainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
     matrix = evaluate_model_set(entries, loader, num_query, metric=cfg.TEST.METRIC,
                                 chunk_size=cfg.TEST.COMPAT.CHUNK_SIZE).to_json()
-    write_record(_cache_path(runner, method, seed), {"members": stamps, "matrix": matrix})
+    checkpoints = [file_checksum(os.path.join(e.output_dir, e.checkpoint)) for e in entries]
+    write_record(_cache_path(runner, method, seed),
+                 {"members": stamps, "checkpoints": checkpoints, "matrix": matrix})
     return matrix

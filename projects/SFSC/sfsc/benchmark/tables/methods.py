@@ -1,18 +1,22 @@
 """The methods the SFSC paper compares, as training runs of configs/<Dataset>/<method>_<net>.yml.
 
 Every method is a config; what differs is how many runs it takes and how its matrix is formed:
-- switchable (SFSC, BCT-S, Asymmetric-S, the two ablations): one run; its own widths' matrix;
+- switchable (SFSC, BCT-S, Asymmetric-S, the two ablations, any other switchable config of the
+  folder, e.g. a candidate method): one run; its own widths' matrix;
 - per width (Unified Model): one plain model per width, scored as a set of models;
 - one-to-one (BCT, Asymmetric): one model per sub-width against the frozen unified full model,
   scored as a set together with that full model.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
+from ...config_checks import ConfigError
+
 __all__ = ["Run", "Method", "METHODS", "ABLATION", "benchmark_runs", "matrix_members",
-           "runs_for", "unified_run_name"]
+           "resolve_methods", "runs_for", "unified_run_name"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,23 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("sfsc_wo_loss", "w/o our loss", "sfsc_wo_loss", "switchable"),
     Method("sfsc_wo_aggregation", "w/o our aggregation", "sfsc_wo_aggregation", "switchable"),
 )}
+
+def resolve_methods(keys: Sequence[str], config_dir: str, net: str = "R18") -> List[Method]:
+    """The methods named by ``keys``: the paper's (:data:`METHODS`), or any other config
+    ``<key>_<net>.yml`` in ``config_dir``, trained as one switchable run (a candidate method);
+    those are added to :data:`METHODS` so the report finds them. ConfigError for a key that is
+    neither."""
+    out = []
+    for key in keys:
+        if key not in METHODS:
+            if not os.path.isfile(os.path.join(config_dir, f"{key}_{net}.yml")):
+                raise ConfigError(f"{key!r} is not one of the paper's methods "
+                                  f"({', '.join(METHODS)}) and {config_dir} has no "
+                                  f"{key}_{net}.yml to train as a switchable method.")
+            METHODS[key] = Method(key, key, key, "switchable")
+        out.append(METHODS[key])
+    return out
+
 
 #: Rows of the paper's ablation table (Table 6).
 ABLATION = ("unified", "sfsc_wo_loss", "sfsc_wo_aggregation", "sfsc")

@@ -10,7 +10,13 @@ config (so a run record matches only a run with the same ones), and the machine 
   parameters), which decides every image;
 - ``device`` (``cpu`` | ``cuda``) and ``precision`` (``fp32`` | ``float16`` | ``bfloat16``) as
   training resolves them: ``MODEL.DEVICE cuda`` trains on the CPU where CUDA is absent, and
-  float16 AMP falls back to fp32 there.
+  float16 AMP falls back to fp32 there;
+- ``numerics``: the fingerprint of the training code the config selects
+  (:func:`sfsc.engine.numerics.reference_numbers`), so a record made by other training code
+  is not reused.
+
+A file that names an input and does not exist is an error (:class:`MissingInputError`): a
+record cannot say which input it was made from.
 
 The CPU model is not an input: the same inputs on two CPUs are one run whose rounding differs
 (:func:`machine` names it in the record, for the report to say what it pooled).
@@ -24,16 +30,27 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from ...config_checks import ConfigError
 from ...data import synthetic_header
+from ...data.custom import custom_data_path
+from ...data.loaders import dataset_root
+from ...engine.numerics import reference_numbers
 from ...engine.trainer import training_precision
 from ...modeling.backbones.pretrained import check_pretrained, hash_prefix, sha256_of
 
-__all__ = ["LOCATION_KEYS", "device_kind", "file_checksum", "input_entries", "machine"]
+__all__ = ["LOCATION_KEYS", "NUMERICS", "MissingInputError", "device_kind", "file_checksum",
+           "input_entries", "machine"]
 
 #: Config keys that name an input by path; records compare their content entries instead.
 LOCATION_KEYS = ("MODEL.BACKBONE.PRETRAIN_PATH", "MODEL.WEIGHTS", "SFSC.DENSE_INIT.WEIGHTS",
                  "SFSC.OLD_MODEL.WEIGHTS", "SFSC.DATA.CUSTOM_PATH")
 _CHECKSUM_DIGITS = 16
+#: The effective-config entry that holds the training-numerics fingerprint.
+NUMERICS = "numerics"
+
+
+class MissingInputError(ConfigError):
+    """A config names an input file or folder that does not exist."""
 
 
 def file_checksum(path: str) -> str:
@@ -53,12 +70,13 @@ def _folder_checksum(folder: str) -> str:
     return "files:" + digest.hexdigest()[:_CHECKSUM_DIGITS]
 
 
-def _content(path: str) -> str:
+def _content(key: str, path: str) -> str:
     if os.path.isdir(path):
         return _folder_checksum(path)
     if os.path.isfile(path):
         return file_checksum(path)
-    return f"(missing: {path})"
+    raise MissingInputError(f"{key} names {path}, which does not exist: a run record holds "
+                            "the checksum of each input, so the input must be there.")
 
 
 def device_kind(cfg) -> str:
@@ -82,7 +100,8 @@ def _pretrained_weights(cfg, repo: str) -> Optional[str]:
 
 def input_entries(cfg, repo: str) -> Dict[str, Any]:
     """The effective-config entries of ``cfg``'s inputs (see the module doc); relative paths
-    start at ``repo`` (SFSC.DATA.CUSTOM_PATH at $FASTREID_DATASETS). ``cfg`` is not frozen."""
+    start at ``repo``, where runs train (SFSC.DATA.CUSTOM_PATH at the dataset root, as the
+    data loader resolves it). ``cfg`` is not frozen."""
     cfg = cfg.clone()
     entries: Dict[str, Any] = {}
     weights = _pretrained_weights(cfg, repo)
@@ -93,11 +112,11 @@ def input_entries(cfg, repo: str) -> Dict[str, Any]:
              "SFSC.OLD_MODEL.WEIGHTS": cfg.SFSC.OLD_MODEL.WEIGHTS}
     for key, path in paths.items():
         if path and "{" not in path:  # "{run}/model_final.pth": another run, compared by config
-            entries[f"inputs/{key}"] = _content(os.path.join(repo, path))
+            entries[f"inputs/{key}"] = _content(key, os.path.join(repo, path))
     custom = cfg.SFSC.DATA.CUSTOM_PATH
     if custom:
-        root = os.environ.get("FASTREID_DATASETS", "datasets")
-        entries["inputs/SFSC.DATA.CUSTOM_PATH"] = _content(os.path.join(root, custom))
+        path = custom_data_path(os.path.join(repo, dataset_root()), custom)
+        entries["inputs/SFSC.DATA.CUSTOM_PATH"] = _content("SFSC.DATA.CUSTOM_PATH", path)
     for name in dict.fromkeys((*cfg.DATASETS.NAMES, *cfg.DATASETS.TESTS)):
         header = synthetic_header(name)
         if header is not None:
@@ -105,6 +124,7 @@ def input_entries(cfg, repo: str) -> Dict[str, Any]:
     entries["device"] = device_kind(cfg)
     entries["precision"] = training_precision(cfg.SOLVER.AMP.ENABLED, cfg.SOLVER.AMP.DTYPE,
                                               entries["device"])
+    entries[NUMERICS] = reference_numbers(cfg)
     return entries
 
 

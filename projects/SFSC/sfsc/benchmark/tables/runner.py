@@ -1,20 +1,24 @@
 """Resumable execution of benchmark training runs, with progress and an ETA.
 
 Each run trains in its own process (``tools/train_net.py``) into its own folder. A finished run
-leaves ``benchmark_run.json`` there, holding its effective config and seed, the git commit and
-its wall time; a later invocation reuses the folder (and its checkpoint) if that config still
-matches (keys added since, at their defaults, do not count) and otherwise deletes it and trains
-again, so an interrupted run restarts cleanly.
+leaves ``benchmark_run.json`` there, holding its effective config (training-numerics
+fingerprint included) and seed, the git commit and its wall time; a later invocation reuses the
+folder (and its checkpoint) if that config still matches (see :mod:`.records`) and otherwise
+deletes it and trains again, so an interrupted run restarts cleanly.
 
 With a ``records_dir`` (committed to git beside the results), every finished run also leaves a
 machine-independent record there (see :mod:`.records`); a run whose record matches is not
 trained again on any machine. A run is still trained again when its checkpoint is needed and
 absent from this machine: a one-to-one method's frozen old model when a run that needs it is
-trained, or a member of a matrix that has to be evaluated anew.
+trained, or a member of a matrix that has to be evaluated anew; its record stays.
 
 A committed record is never replaced by another run's: when its inputs differ (config, weights,
-data), the runner stops before training anything and says what differs. Records are kept per
-device: ``<run>.json`` for the CPU, ``<run>.cuda.json`` for the GPU, so the two never mix.
+data), the runner stops before training anything and says what differs. When only the training
+code differs (the fingerprint), the record is stale: the run trains again and the old record
+moves to ``<records dir>/retired/seed<k>/<run>.<its fingerprint>.json`` before the new one is
+written. :meth:`BenchmarkRunner.plan` says for each run what will happen and why, training
+nothing. Records are kept per device: ``<run>.json`` for the CPU, ``<run>.cuda.json`` for the
+GPU, so the two never mix.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from fastreid.config import get_cfg
 
@@ -37,6 +42,7 @@ from .records import (
     config_differences,
     config_file_hashes,
     flatten,
+    is_numerics,
     read_curves,
     read_record,
     record_fingerprint,
@@ -44,7 +50,7 @@ from .records import (
 )
 from .run_inputs import device_kind, input_entries, machine
 
-__all__ = ["RunRecord", "BenchmarkRunner", "RecordConflictError", "git_commit"]
+__all__ = ["RunRecord", "BenchmarkRunner", "PlannedRun", "RecordConflictError", "git_commit"]
 
 RECORD = "benchmark_run.json"
 RunRecord = Dict[str, object]
@@ -75,6 +81,25 @@ class RecordConflictError(ConfigError):
 
 def _fmt(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(seconds)))
+
+
+@dataclass
+class PlannedRun:
+    """What an invocation does with one run: ``reuse`` it, ``train`` it (no record, a stale
+    one, or for its checkpoint only), or refuse it (``conflict``: a committed record of a run
+    with other inputs), and why."""
+
+    seed: int
+    run: Run
+    action: str  # "reuse" | "train" | "conflict"
+    why: str
+    record: Optional[RunRecord] = None  # the record in use; None until trained
+    stale: Optional[str] = None  # a stale committed record's path, retired before a new one
+    uncommitted: bool = False  # ``record`` finished in this machine's folder, not yet written
+
+    def describe(self) -> str:
+        verb = {"reuse": "reused", "train": "to train", "conflict": "conflict"}[self.action]
+        return f"seed {self.seed} {self.run.name}: {verb} ({self.why})"
 
 
 class BenchmarkRunner:
@@ -162,6 +187,15 @@ class BenchmarkRunner:
             return ["it holds no effective config (written by an older version)"]
         return config_differences(record["effective_config"], self.effective_config(run, seed))
 
+    def _only_numerics_differ(self, run: Run, seed: int) -> bool:
+        """Whether the committed record is of this very run but made by other training code."""
+        def strip(config: Dict[str, object]) -> Dict[str, object]:
+            return {k: v for k, v in config.items() if not is_numerics(k)}
+
+        record = read_record(self.record_path(seed, run.name))
+        return not config_differences(strip(record["effective_config"]),
+                                      strip(self.effective_config(run, seed)))
+
     def expected_fingerprint(self, run: Run, seed: int) -> str:
         """The fingerprint the run's record will have: the matching committed record's, else
         that of a record made now."""
@@ -172,70 +206,112 @@ class BenchmarkRunner:
     def _depth(self, run: Run) -> int:
         return 1 + max((self._depth(self.run_named(n)) for n in run.needs), default=-1)
 
-    def _to_train(self, jobs, records, need_checkpoints) -> Set[Tuple[int, str]]:
-        """Runs without a record, plus those whose checkpoint is needed and absent here."""
-        pending = {(s, r.name) for s, r in jobs if records[(s, r.name)] is None}
+    def _relative(self, path: str) -> str:
+        return os.path.relpath(path, self.repo)
+
+    def _planned(self, seed: int, run: Run) -> PlannedRun:
+        """The run's plan from its records alone (checkpoints come in :meth:`plan`)."""
+        record, diffs = self.committed(run, seed)
+        if record is not None:
+            return PlannedRun(seed, run, "reuse", self._relative(self.record_path(seed, run.name)),
+                              record)
+        stale = self.record_path(seed, run.name) \
+            if diffs and self._only_numerics_differ(run, seed) else None
+        if diffs and not stale:
+            return PlannedRun(seed, run, "conflict", f"{diffs[0]}"
+                              + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""))
+        why = f"its record is stale: {diffs[0]}" if stale else "no record"
+        local = self.finished(run, seed)
+        if local is not None:  # finished here before records were kept, or not committed
+            return PlannedRun(seed, run, "reuse", f"{why}; finished in "
+                              f"{self.output_dir(seed, run.name)}",
+                              self._committed_form(run, seed, local), stale, True)
+        return PlannedRun(seed, run, "train", why, stale=stale)
+
+    def plan(self, need_checkpoints: Iterable[Tuple[int, str]] = ()) -> List[PlannedRun]:
+        """What :meth:`run_all` will do with each run, and why; trains and writes nothing.
+
+        Runs without a matching record train, and so does a run whose checkpoint
+        ``need_checkpoints`` ((seed, run name) pairs) or a run to train needs and this machine
+        lacks. Committed records of runs with other inputs are ``conflict``s (run_all refuses)."""
+        planned = {(seed, run.name): self._planned(seed, run)
+                   for seed in self.seeds for run in self.runs}
         wanted = [(key, "a matrix to evaluate") for key in need_checkpoints]
-        wanted += [((s, need), name) for s, name in pending
-                   for need in self.run_named(name).needs]
+        wanted += [((p.seed, need), p.run.name) for p in planned.values()
+                   if p.action == "train" for need in p.run.needs]
         while wanted:
             (seed, name), why = wanted.pop(0)
-            if (seed, name) in pending or self.has_checkpoint(self.run_named(name), seed):
+            p = planned[(seed, name)]
+            if p.action != "reuse" or self.has_checkpoint(p.run, seed):
                 continue
-            self.log(f"seed {seed} {name}: its record is reused, but {why} needs its checkpoint "
-                     f"(model_final.pth), which is not in {self.output_dir(seed, name)}: "
-                     f"training it again")
-            pending.add((seed, name))
-            wanted += [((seed, need), name) for need in self.run_named(name).needs]
-        return pending
+            p.action = "train"
+            p.why = (f"{why} needs its checkpoint, absent from {self.output_dir(seed, name)}; "
+                     f"its record {p.why} stays in use")
+            wanted += [((seed, need), name) for need in p.run.needs]
+        return list(planned.values())
 
     def run_all(self, need_checkpoints: Iterable[Tuple[int, str]] = (),
                 seed_trained: Optional[Callable[[int, Dict], None]] = None) -> List[RunRecord]:
-        """Train every run without a matching record (dependencies first) and every run whose
-        checkpoint ``need_checkpoints`` ((seed, run name) pairs) or a run to train needs and
-        this machine lacks; returns every run's record (committed form with a records_dir).
-        ``seed_trained(seed, records)`` is called once a seed's last run to train is done."""
-        jobs = [(seed, run) for seed in self.seeds for run in self.runs]
-        committed = {(seed, run.name): self.committed(run, seed) for seed, run in jobs}
-        self._refuse_conflicts({key: diffs for key, (_, diffs) in committed.items() if diffs})
-        records: Dict[Tuple[int, str], Optional[RunRecord]] = {}
-        for seed, run in jobs:
-            record = committed[(seed, run.name)][0]
-            local = self.finished(run, seed) if record is None else None
-            if local is not None:  # finished here before records were kept, or not committed
-                record = self._commit(run, seed, local)
-            records[(seed, run.name)] = record
-        to_train = self._to_train(jobs, records, need_checkpoints)
-        pending = sorted(((s, r) for s, r in jobs if (s, r.name) in to_train),
-                         key=lambda job: (job[0], self._depth(job[1])))
-        self.log(f"Benchmark: {len(jobs)} runs, {len(jobs) - len(pending)} already finished, "
-                 f"{len(pending)} to train ({self.commit})")
-        units_total = sum(r.cost for _, r in pending)
+        """Train what :meth:`plan` says, dependencies first; returns every run's record
+        (committed form with a records_dir). ``seed_trained(seed, records)`` is called once a
+        seed's last run to train is done."""
+        planned = self.plan(need_checkpoints)
+        self._refuse_conflicts([p for p in planned if p.action == "conflict"])
+        records: Dict[Tuple[int, str], Optional[RunRecord]] = {
+            (p.seed, p.run.name): p.record for p in planned}
+        for p in planned:
+            if p.uncommitted:
+                self._write(p)
+        pending = sorted((p for p in planned if p.action == "train"),
+                         key=lambda p: (p.seed, self._depth(p.run)))
+        self.log(f"Benchmark: {len(planned)} runs, {len(planned) - len(pending)} already "
+                 f"finished, {len(pending)} to train ({self.commit})")
+        units_total = sum(p.run.cost for p in pending)
         units_done, seconds_done = 0.0, 0.0
-        for i, (seed, run) in enumerate(pending, 1):
+        for i, p in enumerate(pending, 1):
+            seed, run = p.seed, p.run
             eta = f", ETA {_fmt(seconds_done / units_done * (units_total - units_done))}" \
                 if units_done else ""
-            self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: training{eta}")
+            self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: training ({p.why}){eta}")
             local = self._train(run, seed)
             # Trained again for its checkpoint only: the record in use stays, so the matrices
             # cached from it stay valid (its fingerprint is that of the config it was made by).
             if records[(seed, run.name)] is None:
-                records[(seed, run.name)] = self._commit(run, seed, local)
+                p.record = records[(seed, run.name)] = self._committed_form(run, seed, local)
+                self._write(p)
             units_done += run.cost
             seconds_done += float(local["wall_time_s"])
             self.log(f"[{i}/{len(pending)}] seed {seed} {run.name}: done in "
                      f"{_fmt(float(local['wall_time_s']))}")
-            if seed_trained is not None and (i == len(pending) or pending[i][0] != seed):
+            if seed_trained is not None and (i == len(pending) or pending[i].seed != seed):
                 seed_trained(seed, records)
-        return [records[(s, r.name)] for s, r in jobs]
+        return [records[(p.seed, p.run.name)] for p in planned]
 
-    def _refuse_conflicts(self, conflicts: Dict[Tuple[int, str], List[str]]) -> None:
+    def _write(self, p: PlannedRun) -> None:
+        """Write ``p.record`` as the committed record, a stale one moved aside first."""
+        if not self.records_dir:
+            return
+        if p.stale:
+            self._retire(p.stale)
+        write_record(self.record_path(p.seed, p.run.name), p.record)
+
+    def _retire(self, path: str) -> None:
+        """Move a stale committed record to ``retired/``, named by its fingerprint."""
+        record = read_record(path)
+        seed_dir = os.path.basename(os.path.dirname(path))
+        name = os.path.basename(path)[:-len(".json")]
+        target = os.path.join(self.records_dir, "retired", seed_dir,
+                              f"{name}.{record.get('fingerprint', 'unknown')}.json")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(path, target)
+        self.log(f"Retired the stale record {self._relative(path)} to {self._relative(target)}")
+
+    def _refuse_conflicts(self, conflicts: List[PlannedRun]) -> None:
         """Stop before training when committed records belong to runs with other inputs."""
         if not conflicts:
             return
-        lines = [f"  {self.record_path(seed, name)}: {diffs[0]}"
-                 + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
-                 for (seed, name), diffs in sorted(conflicts.items())]
+        lines = [f"  {self._relative(self.record_path(p.seed, p.run.name))}: {p.why}"
+                 for p in sorted(conflicts, key=lambda p: (p.seed, p.run.name))]
         raise RecordConflictError(
             f"{len(conflicts)} committed run record(s) belong to runs with other inputs than "
             "these, and a record is never replaced by another run's:\n" + "\n".join(lines)
@@ -249,8 +325,8 @@ class BenchmarkRunner:
             return os.path.relpath(arg, self.repo)
         return arg
 
-    def _commit(self, run: Run, seed: int, local: RunRecord) -> RunRecord:
-        """The committed form of a finished local run (written when there is a records_dir)."""
+    def _committed_form(self, run: Run, seed: int, local: RunRecord) -> RunRecord:
+        """The committed form of a finished local run (:meth:`_write` writes it)."""
         out = self.output_dir(seed, run.name)
         effective = self.effective_config(run, seed)
         compat = read_record(os.path.join(out, "compatibility.json"))
@@ -265,8 +341,6 @@ class BenchmarkRunner:
                    if m in compat}},
             compatibility=compat, effective_config=effective,
             curves=read_curves(os.path.join(out, "metrics.json")))
-        if self.records_dir:
-            write_record(self.record_path(seed, run.name), record)
         return record
 
     def _train(self, run: Run, seed: int) -> RunRecord:

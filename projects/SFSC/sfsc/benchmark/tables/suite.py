@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from fastreid.config import get_cfg
 
 from ...config import add_sfsc_config
 from .curves import plot
-from .matrices import members_to_evaluate, model_set_matrix
-from .methods import METHODS, benchmark_runs
+from .matrices import is_cached, members_to_evaluate, model_set_matrix
+from .methods import METHODS, benchmark_runs, resolve_methods
 from .records import curves_to_series
 from .report import aggregate, heatmaps, markdown
 from .runner import BenchmarkRunner
@@ -67,12 +67,15 @@ def _matrices(runner: BenchmarkRunner, methods, widths, seeds, records) -> Dict[
 
 
 def run_suite(root: str, dataset: str, method_keys: Sequence[str], seeds: Sequence[int],
-              net: str, runs_root: str, output: str, opts: Sequence[str], command: str) -> str:
+              net: str, runs_root: str, output: str, opts: Sequence[str], command: str,
+              dry_run: bool = False) -> Optional[str]:
     """Train ``configs/<dataset>``'s runs for ``method_keys`` × ``seeds`` (records reused), write
-    the report under ``output/<dataset>`` and return that folder. ``command`` is quoted in it."""
+    the report under ``output/<dataset>`` and return that folder. ``command`` is quoted in it.
+
+    ``dry_run``: print what would be reused or trained and why, then stop (returns None)."""
     config_dir = os.path.join(root, "configs", dataset)
     widths = sub_widths(config_dir, net, opts)
-    methods = [METHODS[k] for k in method_keys]
+    methods = resolve_methods(method_keys, config_dir, net)
     out = os.path.join(output, dataset)
     runner = BenchmarkRunner(root, config_dir, os.path.join(runs_root, dataset),
                              benchmark_runs(methods, widths, net), list(seeds), list(opts),
@@ -81,6 +84,19 @@ def run_suite(root: str, dataset: str, method_keys: Sequence[str], seeds: Sequen
     need = set()
     for method in model_sets:
         need |= members_to_evaluate(runner, method, widths, seeds)
+    if dry_run:
+        planned = runner.plan(need)
+        for p in planned:
+            runner.log(p.describe())
+        for method in model_sets:
+            for seed in seeds:
+                cached = is_cached(runner, method, widths, seed)
+                runner.log(f"seed {seed} {method.key} matrix: "
+                           + ("cached" if cached else "to evaluate"))
+        counts = {a: sum(p.action == a for p in planned) for a in ("reuse", "train", "conflict")}
+        runner.log(f"Dry run: {len(planned)} runs, {counts['reuse']} reused, {counts['train']} "
+                   f"to train, {counts['conflict']} in conflict; nothing trained or written")
+        return None
 
     def cache_model_sets(seed: int, records: Dict) -> None:
         # Evaluated (and cached beside the records) while this machine holds the seed's
