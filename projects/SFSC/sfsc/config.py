@@ -46,6 +46,23 @@ def add_sfsc_config(cfg: CN) -> None:
     # weights computed from one mini-batch's gradients are noisy. 0: each step's own weights.
     _C.SFSC.WEIGHTING.EMA = 0.0
 
+    # In-place distillation (Slimmable / US-Nets): each sub-model's logits through the full
+    # model's classifier also learn the full model's detached class posterior, KL at
+    # TEMPERATURE (× TEMPERATURE²), times WEIGHT, added to that sub-model's compatible task.
+    # The full model's logits are at hand (every sub-model's feature already goes through its
+    # classifier), so it costs no extra forward pass. 0: off. Self-compatible training only.
+    _C.SFSC.DISTILL = CN()
+    _C.SFSC.DISTILL.WEIGHT = 0.0
+    _C.SFSC.DISTILL.TEMPERATURE = 4.0
+    # Compatible-loss warm-up: the compatible tasks' losses (compatible loss and distillation)
+    # are scaled by a factor rising linearly from START_FACTOR at iteration 0 to 1 at ITERS,
+    # so the full model trains alone, or nearly, before the sub-models pull on it (in case its
+    # loss against a unified model comes from early interference). On top of COMPAT_WEIGHT.
+    # ITERS 0: off.
+    _C.SFSC.COMPAT_WARMUP = CN()
+    _C.SFSC.COMPAT_WARMUP.ITERS = 0
+    _C.SFSC.COMPAT_WARMUP.START_FACTOR = 0.0
+
     # The evidential loss's open choices (sfsc/modeling/losses/evidential_loss.py). Defaults:
     # the variant chosen by benchmarks/evidential_selection (the KL over the batch's classes).
     # The paper's literal form (configs/*/sfsc_paper_R18.yml): KL_TARGET kept, KL_NORM sum.

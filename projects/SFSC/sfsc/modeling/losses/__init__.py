@@ -7,6 +7,8 @@ from .compat import (  # noqa: F401
     compat_loss_names,
     register_compat_loss,
 )
+from .compat_warmup import CompatWarmup  # noqa: F401
+from .distillation import InplaceDistillation, distillation_kl  # noqa: F401
 from .evidential_loss import (  # noqa: F401
     clamp_forward,
     dirichlet_kl_to_uniform,

@@ -15,6 +15,8 @@ import torch
 
 from .asymmetric_loss import ASYMMETRIC_KINDS, asymmetric_loss
 from .bct_loss import bct_loss
+from .compat_warmup import CompatWarmup
+from .distillation import InplaceDistillation
 from .evidential_loss import ACTIVATIONS, KL_NORMS, KL_TARGETS, evidential_loss
 
 __all__ = ["COMPAT_LOSSES", "CompatLoss", "register_compat_loss", "compat_loss_names",
@@ -141,7 +143,12 @@ def compat_loss_names() -> Tuple[str, ...]:
 
 
 def build_compat_loss(cfg) -> Optional[CompatLoss]:
-    """The loss named by SFSC.COMPAT_LOSS (None for "none"); unknown names raise ValueError."""
+    """The loss named by SFSC.COMPAT_LOSS (None for "none"); unknown names, and compatible-task
+    keys that cannot work (SFSC.DISTILL.*, SFSC.COMPAT_WARMUP.*), raise ValueError."""
+    # Checked here, where the config check asks the compatible losses, though the model builds
+    # them itself: they add to and scale the compatible tasks.
+    InplaceDistillation.from_config(cfg)
+    CompatWarmup.from_config(cfg)
     name = cfg.SFSC.COMPAT_LOSS
     if name == "none":
         return None

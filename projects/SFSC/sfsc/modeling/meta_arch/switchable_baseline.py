@@ -5,7 +5,9 @@ MODEL.LOSSES on the model at SFSC.TRAIN_WIDTH) and ``compat@<w>`` (the compatibl
 sub-model at each width w in SFSC.WIDTHS). The trainer takes one gradient per task and
 aggregates them (SFSC.AGGREGATION). The compatible loss compares a sub-model with a
 *reference*: the full-width model itself (self-compatibility), or a frozen, separately trained
-model loaded from SFSC.OLD_MODEL.WEIGHTS (one-to-one compatibility, e.g. BCT).
+model loaded from SFSC.OLD_MODEL.WEIGHTS (one-to-one compatibility, e.g. BCT). A compatible
+task may also hold in-place distillation (SFSC.DISTILL) and be ramped in by a warm-up factor
+(SFSC.COMPAT_WARMUP).
 
 In evaluation, ``forward`` returns the retrieval features at the model's current width; switch
 it with :func:`sfsc.modeling.switchable.set_width` / ``width_context``.
@@ -24,7 +26,7 @@ from fastreid.modeling.meta_arch.baseline import Baseline
 from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 
 from ...config import model_widths
-from ..losses import build_compat_loss
+from ..losses import CompatWarmup, InplaceDistillation, build_compat_loss
 from ..switchable import width_context
 from .old_model import load_old_model
 
@@ -64,6 +66,8 @@ class SwitchableBaseline(Baseline):
         self.compat_name = sfsc.COMPAT_LOSS
         self.compat_widths = tuple(sorted({float(w) for w in sfsc.WIDTHS})) \
             if self.compat_loss is not None else ()
+        self.distill = InplaceDistillation.from_config(cfg)  # None: off
+        self.compat_warmup = CompatWarmup.from_config(cfg)  # None: off
         # Kept out of the module tree: not trained, not checkpointed, never switched.
         old_model = load_old_model(cfg) if sfsc.OLD_MODEL.WEIGHTS else None
         self.__dict__["old_model"] = old_model
@@ -111,9 +115,20 @@ class SwitchableBaseline(Baseline):
         if not self.compat_widths:
             return tasks
         ref_weight, ref_feat = self._reference(images, outputs)
+        teacher = None
+        if self.distill is not None:  # the full model's logits, as the sub-models' are taken
+            with torch.no_grad():
+                teacher = self.heads.class_logits(outputs[1.0]["neck_feat"])
+        factor = None
+        if self.compat_warmup is not None:
+            factor = self.compat_warmup.factor(self.iteration)
+            self.diagnostics["compat_factor"] = torch.tensor(factor)
         for width in self.compat_widths:
-            tasks[f"compat@{width:g}"] = self._compat_losses(outputs[width], targets,
-                                                             ref_weight, ref_feat, width)
+            losses = self._compat_losses(outputs[width], targets, ref_weight, ref_feat, width,
+                                         teacher)
+            if factor is not None:
+                losses = {k: v * factor for k, v in losses.items()}
+            tasks[f"compat@{width:g}"] = losses
         return tasks
 
     def _reference(self, images: torch.Tensor, outputs: dict):
@@ -129,16 +144,22 @@ class SwitchableBaseline(Baseline):
                 feat = old.heads(old.backbone(images))
         return old.heads.weight.detach(), feat
 
-    def _compat_losses(self, out: dict, targets, ref_weight, ref_feat, width: float
-                       ) -> Dict[str, torch.Tensor]:
+    def _compat_losses(self, out: dict, targets, ref_weight, ref_feat, width: float,
+                       teacher: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """The compatible task of one width; ``teacher`` (N, C): the full model's detached
+        logits when distilling (then ``ref_weight`` is the full model's classifier)."""
         loss_fn = self.compat_loss
         logits = self.heads.class_logits(out["neck_feat"], ref_weight) \
-            if loss_fn.uses_logits else None
+            if loss_fn.uses_logits or teacher is not None else None
         epoch = self.iteration // self.iters_per_epoch if self.iters_per_epoch else 0
         loss, diagnostics = loss_fn(out["neck_feat"], logits, ref_feat, targets,
                                     self.iteration, epoch)
+        losses = {f"loss_{self.compat_name}@{width:g}": loss}
+        if teacher is not None:
+            losses[f"loss_distill@{width:g}"] = self.distill(logits, teacher)
+            diagnostics = {**diagnostics, "distill": losses[f"loss_distill@{width:g}"].detach()}
         self._record(width, out, targets, logits, diagnostics)
-        return {f"loss_{self.compat_name}@{width:g}": loss}
+        return losses
 
     @torch.no_grad()
     def _record(self, width: float, out: dict, targets: torch.Tensor,
