@@ -21,16 +21,17 @@ setup(
         "tabulate",
         "scikit-learn",  # imported by fastreid.evaluation
         "tensorboard",
-        "faiss-cpu>=1.7.3",
         "Pillow",
         "matplotlib",
         "torchjd[quadprog-projector,cagrad,fairgrad]==0.18.0",  # SFSC.AGGREGATION weightings
     ],
+    # faiss (the gallery index tools) is one extra or the other, never both: faiss-cpu and
+    # faiss-gpu-cu12 install the same `faiss` module over each other.
     extras_require={
-        # faiss-gpu-cu12 provides the same `faiss` module with GPU indexes; uninstall faiss-cpu
-        # first so that the GPU build is the one imported.
-        "gpu": ["faiss-gpu-cu12"],
-        "export": ["onnx", "onnxruntime"],
-        "dev": ["pytest", "pytest-xdist", "ruff", "onnx", "onnxruntime"],
+        "cpu": ["faiss-cpu>=1.7.3"],
+        "gpu": ["faiss-gpu-cu12"],  # CUDA 12; GPU indexes, and the evaluator's faiss backend
+        "export": ["onnx", "onnxruntime"],  # tools/export_submodel.py, --exported models
+        # what `make test` needs: the CPU build of faiss, the exporters and the test tools
+        "dev": ["faiss-cpu>=1.7.3", "onnx", "onnxruntime", "pytest", "pytest-xdist", "ruff"],
     },
 )

@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional, Tuple
 
 from .devices import to_cpu, to_device
 from .errors import DimensionMismatchError, IndexInputError, MetricMismatchError
+from .faiss_import import import_faiss
 from .faiss_ops import add_in_batches, new_index, prepare, train_on_sample
 from .gallery import FeatureSet
 from .store import IndexFolder, save_index_folder, trained_checksum
@@ -73,8 +74,7 @@ def _from_trained(trained: IndexFolder, factory: str, metric: str, dim: int):
         raise DimensionMismatchError(f"the gallery's features are {dim}-d but {trained.path} "
                                      f"was trained on {meta['dim']}-d features: they come from "
                                      "another model.")
-    import faiss
-
+    faiss = import_faiss()
     return faiss.clone_index(trained.index), meta["factory"], dict(meta["trained"],
                                                                     folder=trained.path)
 
@@ -85,8 +85,7 @@ def build_index(features: FeatureSet, factory: str = "", metric: str = "cosine",
                 batch_size: int = 65536, device: str = "cpu") -> IndexBuild:
     """Index ``features`` (all rows, or ``shard``'s) with ``factory`` or the ``trained`` empty
     index; ``train_only``: train on a sample and add nothing."""
-    import faiss
-
+    faiss = import_faiss()
     if train_only and (shard is not None or trained is not None):
         raise IndexInputError("--train-only trains the index every shard starts from; it takes "
                               "neither --shard nor --trained.")

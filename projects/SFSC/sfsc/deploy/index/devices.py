@@ -7,6 +7,7 @@ error rather than a silent CPU fallback.
 from __future__ import annotations
 
 from .errors import IndexInputError
+from .faiss_import import import_faiss
 
 __all__ = ["DEVICES", "gpu_count", "to_cpu", "to_device"]
 
@@ -16,23 +17,22 @@ DEVICES = ("cpu", "gpu", "all-gpus")
 
 def gpu_count() -> int:
     """GPUs faiss can use: 0 with faiss-cpu or without CUDA."""
-    import faiss
-
+    faiss = import_faiss()
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
 def to_device(index, device: str = "cpu"):
     """``index`` on ``device`` (one of DEVICES); the CPU index itself for ``cpu``."""
-    import faiss
-
+    faiss = import_faiss()
     if device not in DEVICES:
         raise IndexInputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}.")
     if device == "cpu":
         return index
     if gpu_count() == 0:
         raise IndexInputError(f"--device {device} needs faiss-gpu and a CUDA device, and faiss "
-                              "sees no GPU here. Use --device cpu, or install faiss-gpu "
-                              "(pip install -e .[gpu], after uninstalling faiss-cpu).")
+                              "sees no GPU here. Use --device cpu, or install faiss-gpu: "
+                              "pip uninstall faiss-cpu, then pip install -e .[gpu] (both "
+                              "builds provide the module faiss).")
     try:
         if device == "gpu":
             resources = faiss.StandardGpuResources()
@@ -50,8 +50,7 @@ def to_device(index, device: str = "cpu"):
 
 def to_cpu(index):
     """A CPU copy of a GPU index (to save it); a CPU index as it is."""
-    import faiss
-
+    faiss = import_faiss()
     if "Gpu" in type(index).__name__ or "Shards" in type(index).__name__:
         return faiss.index_gpu_to_cpu(index)
     return index

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...evaluation.similarity import METRICS, as_feature_array, normalize
 from .errors import IndexInputError
+from .faiss_import import import_faiss
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,7 @@ __all__ = ["METRICS", "add_in_batches", "faiss_metric", "ivf_of", "new_index", "
 def faiss_metric(metric: str) -> int:
     """faiss's metric constant for the project's ``cosine`` (inner product of unit vectors) or
     ``euclidean`` (squared L2)."""
-    import faiss
-
+    faiss = import_faiss()
     if metric not in METRICS:
         raise IndexInputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}.")
     return faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
@@ -49,8 +49,7 @@ def to_scores(distances: np.ndarray, metric: str) -> np.ndarray:
 
 def new_index(factory: str, dim: int, metric: str):
     """An empty index of ``factory`` (any faiss index_factory string) for ``dim``-d vectors."""
-    import faiss
-
+    faiss = import_faiss()
     try:
         index = faiss.index_factory(int(dim), factory, faiss_metric(metric))
     except RuntimeError as exc:
@@ -69,8 +68,7 @@ def new_index(factory: str, dim: int, metric: str):
 
 def ivf_of(index):
     """The IndexIVF inside ``index`` (through pre-transforms, ID maps), or None."""
-    import faiss
-
+    faiss = import_faiss()
     try:
         ivf = faiss.extract_index_ivf(index)
     except RuntimeError:
@@ -133,8 +131,7 @@ def set_search_parameters(index, nprobe: Optional[int] = None,
                           ef_search: Optional[int] = None) -> None:
     """Set IVF ``nprobe`` / HNSW ``efSearch`` (None: keep); IndexInputError where the index
     has no such parameter."""
-    import faiss
-
+    faiss = import_faiss()
     is_gpu = "Gpu" in type(index).__name__ or "Shards" in type(index).__name__
     space = faiss.GpuParameterSpace() if is_gpu and hasattr(faiss, "GpuParameterSpace") \
         else faiss.ParameterSpace()

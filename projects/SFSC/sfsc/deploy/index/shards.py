@@ -13,6 +13,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from .errors import IndexInputError
+from .faiss_import import import_faiss
 from .faiss_ops import ivf_of
 from .store import IndexFolder
 
@@ -75,8 +76,7 @@ def merge_topk(parts: Sequence[Tuple[np.ndarray, np.ndarray]], k: int
 def merge_index_folders(folders: Sequence[IndexFolder]):
     """One CPU index of the shards ``folders`` (ids = gallery rows), with its record and the
     rows' (pids, camids, paths)."""
-    import faiss
-
+    faiss = import_faiss()
     ordered = check_shards(folders)
     merged = faiss.clone_index(ordered[0].index)
     target = ivf_of(merged)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...fastreid.checkpoint import atomic_write_bytes
 from .errors import IndexInputError
+from .faiss_import import import_faiss
 
 __all__ = ["FORMAT", "IndexFolder", "load_index_folder", "save_index_folder", "trained_checksum"]
 
@@ -42,16 +43,14 @@ class IndexFolder(NamedTuple):
 
 def trained_checksum(index) -> str:
     """sha256 prefix of the serialised index: equal for shards built from one trained index."""
-    import faiss
-
+    faiss = import_faiss()
     return hashlib.sha256(faiss.serialize_index(index).tobytes()).hexdigest()[:16]
 
 
 def save_index_folder(folder: str, index, meta: dict, pids: np.ndarray, camids: np.ndarray,
                       paths: List[str]) -> str:
     """Write ``index`` (CPU), ``meta`` and the rows' ids into ``folder``; its path."""
-    import faiss
-
+    faiss = import_faiss()
     if not (len(pids) == len(camids) == len(paths) == index.ntotal):
         raise ValueError(f"{index.ntotal} indexed vectors but {len(pids)} pids, {len(camids)} "
                          f"camids and {len(paths)} paths")
@@ -69,8 +68,7 @@ def save_index_folder(folder: str, index, meta: dict, pids: np.ndarray, camids: 
 
 def load_index_folder(folder: str) -> IndexFolder:
     """The index folder ``folder``; IndexInputError if it is not a complete one."""
-    import faiss
-
+    faiss = import_faiss()
     missing = [f for f in _FILES if not os.path.isfile(os.path.join(folder, f))]
     if missing:
         raise IndexInputError(f"{folder} is not an index folder: it lacks {', '.join(missing)}. "
