@@ -83,6 +83,15 @@ def _legacy_precision(entry: Recorded) -> str:
 LEGACY: Dict[str, Any] = {
     "MODEL.BACKBONE.GROUP_SLICING": "leading",  # the slicing before per-group existed
     "SFSC.EVIDENTIAL.KL_NORM": "sum",  # the KL was summed over classes before the choice
+    # Off (distillation, warm-up), or read only by torchjd weightings no record before used.
+    "SFSC.DISTILL.WEIGHT": 0.0,
+    "SFSC.DISTILL.TEMPERATURE": 4.0,
+    "SFSC.COMPAT_WARMUP.ITERS": 0,
+    "SFSC.COMPAT_WARMUP.START_FACTOR": 0.0,
+    "SFSC.WEIGHTING.CAGRAD_C": 0.4,
+    "SFSC.WEIGHTING.FAIRGRAD_ALPHA": 1.0,
+    "SFSC.WEIGHTING.PCD_TAU": 0.02,
+    "SFSC.WEIGHTING.EMA": 0.0,
     "device": "cpu",  # no record before the entry trained on a GPU
     "precision": _legacy_precision,
 }
