@@ -209,6 +209,13 @@ def test_run_records_and_reports_written_as_a_benchmark_goes_do_not_make_the_com
     runner = BenchmarkRunner(str(tmp_path), os.path.join(CONFIGS, "Synthetic"),
                              str(tmp_path / "logs"), [], [0], records_dir=str(out / "runs"))
     assert runner.commit == clean
+    # a benchmark of another dataset queued before this one left its records
+    (tmp_path / "benchmarks" / "Synthetic" / "runs" / "a.json").unlink()
+    (tmp_path / "benchmarks" / "Other" / "runs").mkdir(parents=True)
+    other = BenchmarkRunner(str(tmp_path), os.path.join(CONFIGS, "Synthetic"),
+                            str(tmp_path / "logs"), [], [0],
+                            records_dir=str(tmp_path / "benchmarks" / "Other" / "runs"))
+    assert other.commit == clean
     (tmp_path / "code.py").write_text("2")
     assert git_commit(str(tmp_path), str(out)) == clean + "-dirty"
 

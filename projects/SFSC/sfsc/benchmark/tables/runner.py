@@ -112,8 +112,10 @@ class BenchmarkRunner:
         self.runs, self.seeds, self.extra_opts, self.log = list(runs), list(seeds), \
             list(extra_opts), log
         self.records_dir = records_dir
-        # records_dir is <output>/runs: the report beside it is rewritten by every invocation.
-        output = os.path.dirname(os.path.abspath(records_dir)) if records_dir else None
+        # records_dir is <output>/<dataset>/runs: the reports and records under <output> are
+        # rewritten by invocations (this one's, or another dataset's queued before it), not code.
+        output = os.path.dirname(os.path.dirname(os.path.abspath(records_dir))) \
+            if records_dir else None
         self.commit = git_commit(repo, output)
         #: "cpu" or "cuda": the device this machine trains the runs on, which names records.
         self.device = device_kind(self._cfg(self.runs[0], self.extra_opts)) if self.runs \
