@@ -241,3 +241,33 @@ def test_a_missing_solver_is_a_config_error_naming_the_extra(sfsc_cfg, monkeypat
         check_config(sfsc_cfg)
     sfsc_cfg.SFSC.AGGREGATION = "mgda"  # needs no extra
     check_config(sfsc_cfg)
+
+
+def test_a_checkpoint_carries_a_stateful_weighting_into_the_resumed_step(step_setup, tmp_path):
+    from sfsc.fastreid.checkpoint import SFSCCheckpointer
+
+    cfg, model, batch, _ = step_setup
+    cfg = cfg.clone()
+    cfg.SFSC.AGGREGATION = "pcd"  # its moving average of the squared norms is its state
+
+    def trainer_of(net):
+        optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+        return TaskGradientTrainer(net, [batch] * 3, optimizer, None, build_aggregation(cfg, 0))
+
+    trained = trainer_of(copy.deepcopy(model))
+    with EventStorage(0):
+        for trained.iter in range(2):
+            trained.run_step()
+    SFSCCheckpointer(trained.model, str(tmp_path), task_step=trained).save("model_0001")
+    resumed = trainer_of(copy.deepcopy(model))
+    SFSCCheckpointer(resumed.model, str(tmp_path), task_step=resumed).load(
+        str(tmp_path / "model_0001.pth"))
+    ema = resumed.aggregation.weighting._sq_norm_ema
+    assert ema is not None and torch.equal(ema, trained.aggregation.weighting._sq_norm_ema)
+    assert int(resumed.aggregation.weighting._n_steps) == 2
+    with EventStorage(2):  # the third step: the same weights as the uninterrupted run's
+        for trainer in (trained, resumed):
+            trainer.iter = 2
+            trainer.run_step()
+    assert torch.equal(resumed.aggregation.last_coefficients,
+                       trained.aggregation.last_coefficients)
