@@ -6,10 +6,12 @@ its own half batch. The step must use ONE collective for the gradients of all ta
 the BatchNorm statistics; the only other communication is FastReID's gathering of loss values
 for logging (_write_metrics). In training mode, the processes still hold one model: identical
 parameters and BatchNorm statistics after every step, so a two-process evaluation equals a
-one-process evaluation of the checkpoint.
+one-process evaluation of the checkpoint. A non-finite loss on one process skips the step on
+every process and leaves the model as it was, BatchNorm statistics and counts included.
 """
 import argparse
 import contextlib
+import copy
 import os
 import socket
 from collections import Counter
@@ -257,3 +259,75 @@ def test_two_processes_in_training_mode_hold_one_model(sfsc_cfg, tmp_path):
     # shard gathered out of order would mislabel whole queries, far beyond this tolerance.
     for key, value in results.items():
         assert ranks[0]["test"][key] == pytest.approx(value, abs=0.05), key
+
+
+def _skip_main(cfg, out_dir):
+    """A good step, a step whose batch has a NaN pixel on rank 1 only, a good step; and, from
+    a copy taken before the bad step, the same good step (at the same iteration: the KL weight
+    follows it) as if the bad batch had never come."""
+    torch.set_num_threads(1)
+    rank = dist.get_rank()
+
+    def sgd_trainer(model, batches, aggregation):
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        return TaskGradientTrainer(model, batches, optimizer, None, aggregation)
+
+    def state(model):
+        return {"bn": {n: b.clone() for n, b in model.named_buffers() if n.endswith(
+                    ("running_mean", "running_var", "num_batches_tracked"))},
+                "params": {n: p.detach().clone() for n, p in model.named_parameters()}}
+
+    try:
+        good0, bad, good1 = (_shard(_batch(seed=s), rank) for s in range(3))
+        if rank == 1:
+            bad["images"][0, 0, 0, 0] = float("nan")
+        model = _model(cfg, seed=rank)
+        broadcast_model_state(model)
+        for bn in model.backbone.bn1.bn.values():  # every width's: a cumulative average
+            bn.momentum = None
+        trainer = sgd_trainer(model, [good0, bad, good1], build_aggregation(cfg, 0))
+        states = []
+        with EventStorage(0):
+            for trainer.iter in range(3):
+                if trainer.iter == 1:
+                    reference = sgd_trainer(copy.deepcopy(model), [good1],
+                                            copy.deepcopy(trainer.aggregation))
+                trainer.run_step()
+                states.append(state(model))
+            reference.iter = 2
+            reference.run_step()
+        torch.save({"states": states, "reference": state(reference.model),
+                    "skipped": (trainer.skipped_total, reference.skipped_total)},
+                   os.path.join(out_dir, f"skip_rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _differ(a, b):
+    """The names whose tensors in ``a`` and ``b`` (same names) differ in any bit."""
+    assert a.keys() == b.keys()
+    return [n for n in a if not torch.equal(a[n], b[n])]
+
+
+def test_a_nan_on_one_process_skips_the_step_on_every_process(sfsc_cfg, tmp_path):
+    sfsc_cfg.SFSC.WIDTHS = [0.25, 0.5]
+    sfsc_cfg.SFSC.AGGREGATION = "pcgrad"
+    launch(_skip_main, WORLD, args=(sfsc_cfg, str(tmp_path)))
+    ranks = [torch.load(tmp_path / f"skip_rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    cma = "backbone.bn1.bn.0_25."  # momentum None: the next update's weight is 1 / count
+    for rank in ranks:
+        assert rank["skipped"] == (1, 0)
+        before, after_skip, after_good = rank["states"]
+        assert {cma + "running_mean", "heads.bottleneck.1.bn.0_5.running_var"} <= set(before["bn"])
+        # Put back on both: rank 0's own batch was fine, but the NaN statistics of rank 1's
+        # were averaged into its model.
+        for key in ("bn", "params"):
+            assert not _differ(after_skip[key], before[key]), key
+        assert [s["bn"][cma + "num_batches_tracked"].item() for s in rank["states"]] == [1, 1, 2]
+        # The next good step is the one taken had the bad batch never come, bit for bit.
+        for key in ("bn", "params"):
+            assert not _differ(after_good[key], rank["reference"][key]), key
+        assert _differ(after_good["bn"], before["bn"])  # and it moved the statistics
+    for key in ("bn", "params"):  # one model on both processes at every step
+        for state0, state1 in zip(ranks[0]["states"], ranks[1]["states"]):
+            assert not _differ(state0[key], state1[key]), key
