@@ -54,17 +54,36 @@ def _record(tmp_path, name, aggregation, steps, conflict_every):
     return str(path), total
 
 
+def _conflicts_until(it, conflict_every):
+    """Conflicts a run with one every ``conflict_every`` steps from step 0 has had by ``it``."""
+    return it // conflict_every + 1
+
+
 def test_a_record_keeps_a_long_schedule_and_every_conflict(tmp_path):
     path, total = _record(tmp_path, "sfsc", "pcgrad", 2500, 9)
     run = load_run(path)
     assert run.label == "sfsc seed0 (pcgrad)"
-    its = [it for it, _ in run.series["conflicts_cumulative"]]
-    assert len(its) == 2500 // 20  # every logged step of a 2,500-step run
-    assert run.series["conflicts_cumulative"][-1] == (2499, total)
-    # Ten times longer: thinned to MAX_POINTS, and the count still ends at the total.
+    # Every logged step of a 2,500-step run (each 20th), each with the count up to it.
+    logged = list(range(19, 2500, 20))
+    assert run.series["conflicts_cumulative"] == [(it, _conflicts_until(it, 9)) for it in logged]
+    assert logged[-1] == 2499 and _conflicts_until(2499, 9) == total
+    # Ten times longer: 1,250 logged steps thinned to MAX_POINTS = 250, evenly spread. Kept
+    # point i is logged step round(i · 1249 / 249), never a tie (249 = 3 · 83 would have to
+    # divide 2 · i · 1249, 0 < i < 249), so floor(i · 1249 / 249 + 1/2) in integers.
     long_run, long_total = _record(tmp_path, "long", "sum", 25000, 9)
+    logged = list(range(19, 25000, 20))
+    assert (len(logged), MAX_POINTS) == (1250, 250)
+    kept = [logged[(2 * i * 1249 + 249) // (2 * 249)] for i in range(250)]
+    assert kept[:4] == [19, 119, 219, 319] and kept[-1] == 24999
     series = load_run(long_run).series["conflicts_cumulative/ori-0.25"]
-    assert len(series) == MAX_POINTS and series[-1] == (24999, long_total)
+    assert [it for it, _ in series] == kept
+    # 249 gaps spanning 24,980 steps: 100 steps apart (5 logged steps), 4 times 120 (6).
+    gaps = [b - a for a, b in zip(kept, kept[1:])]
+    assert sorted(set(gaps)) == [100, 120] and gaps.count(120) == 4
+    # The count is cumulative, so the kept points lose no conflict: at each, every conflict
+    # since step 0 (those between two kept points included) is counted.
+    assert series == [(it, _conflicts_until(it, 9)) for it in kept]
+    assert series[-1] == (24999, long_total)
 
 
 def test_the_tool_draws_both_figures_from_records_and_folders(tmp_path, capsys):
