@@ -271,3 +271,27 @@ def test_a_checkpoint_carries_a_stateful_weighting_into_the_resumed_step(step_se
             trainer.run_step()
     assert torch.equal(resumed.aggregation.last_coefficients,
                        trained.aggregation.last_coefficients)
+
+
+def test_under_a_loss_scale_the_weighting_sees_the_unscaled_gradients(step_setup):
+    """Two steps of PCD under GradScaler, the scale doubling after the first: its moving
+    average of the squared norms, and so its weights, are those of two fp32 steps."""
+    cfg, model, batch, _ = step_setup
+    cfg = cfg.clone()
+    cfg.SFSC.AGGREGATION = "pcd"
+    runs = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0 ** 12, growth_interval=1)):
+        net = copy.deepcopy(model)
+        optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01)
+        trainer = TaskGradientTrainer(net, [batch] * 2, optimizer, None,
+                                      build_aggregation(cfg, 0), grad_scaler=scaler)
+        with EventStorage(0):
+            for trainer.iter in range(2):
+                trainer.run_step()
+        runs.append(trainer)
+    plain, scaled = runs
+    assert scaled.grad_scaler.get_scale() == 2.0 ** 14  # it grew after each step
+    assert torch.allclose(scaled.aggregation.weighting._sq_norm_ema,
+                          plain.aggregation.weighting._sq_norm_ema, rtol=1e-4)
+    assert torch.allclose(scaled.aggregation.last_coefficients,
+                          plain.aggregation.last_coefficients, rtol=1e-4, atol=1e-6)
