@@ -1,7 +1,8 @@
 """Where the features of a rank grid come from: a trained model's test set, or saved files.
 
-A saved file is the ``.npz`` of ``tools/eval_compat.py`` (arrays ``feats`` (N, D), ``pids``
-(N,), ``camids`` (N,)) with one more array, ``paths`` (N,): the image file of every row.
+A saved file is a saved-features ``.npz`` (arrays ``feats`` (N, D), ``pids`` (N,), ``camids``
+(N,); :mod:`sfsc.evaluation.feature_files`) that also holds ``paths`` (N,), the image file of
+every row, as ``tools/extract_features.py --dataset`` writes it.
 """
 from __future__ import annotations
 
