@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Train or evaluate an SFSC model with FastReID's command line.
 
-    python tools/train_net.py --config-file configs/Synthetic/sfsc_R18.yml [KEY VALUE ...]
-    python tools/train_net.py --config-file OUTPUT_DIR/config.yaml --eval-only MODEL.WEIGHTS X.pth
-    python tools/train_net.py --config-file ... --num-gpus 2          # 2 processes (gloo on CPU)
+    .venv/bin/python tools/train_net.py --config-file configs/Synthetic/sfsc_R18.yml [KEY VALUE ...]
+    .venv/bin/python tools/train_net.py --config-file OUTPUT_DIR/config.yaml --eval-only \
+        MODEL.WEIGHTS X.pth
+    .venv/bin/python tools/train_net.py --config-file ... --num-gpus 2   # 2 processes (gloo on CPU)
+
+With the project's environment activated (``source .venv/bin/activate``), ``tools/train_net.py``
+runs as it is: its ``#!/usr/bin/env python3`` then finds the environment's Python.
 """
 import sfsc  # noqa: F401  (patches FastReID, registers SFSC components)
 from fastreid.engine import default_argument_parser
