@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train or evaluate an SFSC model with FastReID's command line.
+r"""Train or evaluate an SFSC model with FastReID's command line.
 
     .venv/bin/python tools/train_net.py --config-file configs/Synthetic/sfsc_R18.yml [KEY VALUE ...]
     .venv/bin/python tools/train_net.py --config-file OUTPUT_DIR/config.yaml --eval-only \
