@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_aggregation import _pcgrad_coefficients_loop
 
 from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
@@ -35,22 +36,6 @@ def _step(cfg, aggregation, seed=1):
     return trainer, logged, trainer.task_grads.grads.double()
 
 
-def _pcgrad_coefficients(grads, orders, eps=1e-12):
-    """Algorithm 1 on the full float64 vectors, each projected g_a tracked as a combination of
-    the original gradients; -> the coefficient of each original gradient in the sum."""
-    t = grads.shape[0]
-    coef = torch.eye(t, dtype=torch.float64)
-    for a in range(t):
-        g_a = grads[a].clone()
-        for b in orders[a]:
-            dot = torch.dot(g_a, grads[b])
-            if dot < 0:
-                step = dot / (grads[b].norm() ** 2 + eps)
-                g_a = g_a - step * grads[b]
-                coef[a, b] -= step
-    return coef.sum(0)
-
-
 def test_sum_logs_a_weight_of_one_per_task(sfsc_cfg):
     sfsc_cfg.SFSC.AGGREGATION = "sum"
     trainer, logged, _ = _step(sfsc_cfg, build_aggregation(sfsc_cfg))
@@ -64,7 +49,7 @@ def test_pcgrad_logs_the_coefficients_of_algorithm_1(sfsc_cfg):
     assert trainer.conflicts_total == 3  # every pair: every projection moves a weight
     rng = np.random.default_rng(5)  # the orders PCGradAggregation(seed=5) draws
     orders = [rng.permutation([b for b in range(3) if b != a]) for a in range(3)]
-    expected = _pcgrad_coefficients(grads, orders)
+    expected, _ = _pcgrad_coefficients_loop(grads, orders)  # Algorithm 1 on the vectors
     assert all(c > 1 for c in expected)  # each task was projected against
     for task, c in zip(TASKS, expected.tolist()):
         assert logged[f"task_weight/{task}"] == pytest.approx(c, rel=1e-6)
