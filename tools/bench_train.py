@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""Time SFSC training steps: ``sum`` vs ``pcgrad`` aggregation vs a plain single-width step.
+"""Time SFSC training steps: ``sum`` vs other aggregations vs a plain single-width step.
 
     python tools/bench_train.py                         # ResNet-18, 128x64, batch 64
     python tools/bench_train.py --depth 50x --iters 5   # ResNet-50
     python tools/bench_train.py --device cuda --amp float16
+    python tools/bench_train.py --aggregations all      # every SFSC.AGGREGATION against sum
 
-The three steps run on the same random batch, interleaved (sum, pcgrad, plain, sum, ...) after
-warm-up, so that load from other processes hits them alike. ``sum`` and ``pcgrad`` are
-TaskGradientTrainer.run_step on one switchable model (SFSC.WIDTHS + the full model); ``plain``
-is FastReID's SimpleTrainer.run_step on the same network built with width 1.0 only and the
-original loss only, i.e. a non-switchable FastReID step. Prints ONE JSON line; times in
-seconds, memory in MiB.
+The steps run on the same random batch, interleaved (sum, pcgrad, ..., plain, sum, ...) after
+warm-up, so that load from other processes hits them alike. The aggregation steps (``sum``
+and ``--aggregations``, default pcgrad) are TaskGradientTrainer.run_step on one switchable
+model (SFSC.WIDTHS + the full model); ``plain`` is FastReID's SimpleTrainer.run_step on the
+same network built with width 1.0 only and the original loss only, i.e. a non-switchable
+FastReID step. Prints ONE JSON line: per aggregation its step's ratio to sum's and its
+coefficients' time alone; times in seconds, memory in MiB.
 """
 import argparse
 import json
@@ -18,7 +20,7 @@ import os
 
 import torch
 
-from sfsc.benchmark.speed.train_speed import TrainSpeedSettings, measure
+from sfsc.benchmark.speed.train_speed import TrainSpeedSettings, aggregation_names, measure
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,8 +37,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=["none", "float16", "bfloat16"], default="none")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--aggregations", nargs="+", default=["pcgrad"], metavar="NAME",
+                   help="SFSC.AGGREGATION names timed besides sum, or all")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="further KEY VALUE config overrides")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        aggregation_names(args.aggregations)
+    except ValueError as e:
+        p.error(str(e))
+    return args
 
 
 def main(argv=None) -> dict:
@@ -46,7 +55,7 @@ def main(argv=None) -> dict:
     result = measure(TrainSpeedSettings(
         os.path.join(_ROOT, "configs", "Base-SFSC.yml"), args.depth, list(args.size),
         args.batch, list(args.widths), args.num_classes, args.iters, args.warmup, args.device,
-        args.amp, list(args.opts)))
+        args.amp, list(args.opts), list(args.aggregations)))
     print(json.dumps(result), flush=True)
     return result
 

@@ -1,13 +1,16 @@
-"""Cost of SFSC training steps: ``sum`` vs ``pcgrad`` aggregation vs a plain single-width step.
+"""Cost of SFSC training steps: ``sum`` vs the other aggregations (``pcgrad`` by default; any
+SFSC.AGGREGATION) vs a plain single-width step.
 
-The three steps run on the same random batch, interleaved (sum, pcgrad, plain, sum, ...) after
-warm-up, so that load from other processes hits them alike. ``sum`` and ``pcgrad`` are
+The steps run on the same random batch, interleaved (sum, pcgrad, ..., plain, sum, ...) after
+warm-up, so that load from other processes hits them alike. The aggregation steps are
 TaskGradientTrainer.run_step on one switchable model (SFSC.WIDTHS + the full model); ``plain``
 is FastReID's SimpleTrainer.run_step on the same network built with width 1.0 only and the
-original loss only, i.e. a non-switchable FastReID step.
+original loss only, i.e. a non-switchable FastReID step. An aggregation's only work beyond
+``sum``'s is its coefficients, also timed alone on the step's Gram matrix.
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import os
 import statistics
@@ -24,11 +27,12 @@ from fastreid.modeling.meta_arch import build_model
 from fastreid.utils.events import EventStorage
 
 from ...config import add_sfsc_config
-from ...engine.aggregation import build_aggregation
+from ...engine.aggregation import AGGREGATIONS, build_aggregation
 from ...engine.task_step import TaskGradientTrainer
 from ...engine.trainer import SFSCTrainer, amp_settings
 
-__all__ = ["Meter", "TrainSpeedSettings", "build_cfg", "build_trainers", "measure"]
+__all__ = ["Meter", "TrainSpeedSettings", "aggregation_names", "build_cfg", "build_trainers",
+           "measure"]
 
 MIB = 2 ** 20
 
@@ -37,7 +41,8 @@ MIB = 2 ** 20
 class TrainSpeedSettings:
     """What is timed: ``base_config`` (a config file) with this depth, input size (H, W), batch,
     sub-widths, classes, device and AMP dtype (none | float16 | bfloat16), ``iters`` timed
-    rounds after ``warmup`` untimed ones, and further KEY VALUE ``opts``."""
+    rounds after ``warmup`` untimed ones, further KEY VALUE ``opts``, and the aggregations timed
+    besides ``sum`` (SFSC.AGGREGATION names; "all": every registered one)."""
 
     base_config: str
     depth: str = "18x"
@@ -50,6 +55,17 @@ class TrainSpeedSettings:
     device: str = "cpu"
     amp: str = "none"
     opts: List[str] = field(default_factory=list)
+    aggregations: Sequence[str] = ("pcgrad",)
+
+
+def aggregation_names(requested: Sequence[str]) -> List[str]:
+    """``sum`` first, then the requested names once each ("all": every registered one);
+    ValueError for an unknown name."""
+    names = sorted(AGGREGATIONS) if "all" in requested else list(requested)
+    unknown = [n for n in names if n not in AGGREGATIONS]
+    if unknown:
+        raise ValueError(f"unknown aggregation(s) {unknown}: not in {sorted(AGGREGATIONS)}")
+    return ["sum"] + [n for n in dict.fromkeys(names) if n != "sum"]
 
 
 def build_cfg(args: TrainSpeedSettings, switchable: bool):
@@ -84,13 +100,14 @@ class _Plain(torch.nn.Module):
 
 
 def build_trainers(args: TrainSpeedSettings, batch: dict) -> dict:
-    """{"sum" | "pcgrad" | "plain": trainer}; sum and pcgrad share one model, as in training."""
+    """{aggregation name | "plain": trainer}; the aggregations share one model, as in
+    training."""
     cfg = build_cfg(args, switchable=True)
     model = build_model(cfg).train()
     device = model.device
     amp_dtype, scaler = amp_settings(cfg, device)
     trainers = {}
-    for name in ("sum", "pcgrad"):
+    for name in aggregation_names(args.aggregations):
         cfg.SFSC.AGGREGATION = name
         optimizer, wrapper = SFSCTrainer.build_optimizer(cfg, model)
         trainers[name] = TaskGradientTrainer(model, repeat(batch), optimizer, wrapper,
@@ -158,6 +175,20 @@ def time_projection(trainer: TaskGradientTrainer, meter: Meter) -> float:
     return meter(project)[0]
 
 
+def time_coefficients(trainer: TaskGradientTrainer, repeats: int = 5) -> float:
+    """Median seconds of the aggregation's coefficients alone on the last step's Gram matrix
+    (a copy of the aggregation: a stateful one keeps the state of its training steps)."""
+    grads = trainer.task_grads.grads
+    gram = trainer.layer_gram(grads).sum(0).double()
+    aggregation = copy.deepcopy(trainer.aggregation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        aggregation.coefficients(gram)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def time_copies(trainer: TaskGradientTrainer, meter: Meter, grads: list) -> float:
     """Seconds to copy T tasks' gradients (``grads``: shaped like the parameters) into the
     T×P buffer, as TaskGradients.compute does after each backward."""
@@ -165,20 +196,33 @@ def time_copies(trainer: TaskGradientTrainer, meter: Meter, grads: list) -> floa
     return meter(lambda: [tg.store(t, grads) for t in range(tg.num_tasks)])[0]
 
 
+def _ratios(values: dict, names: List[str], paired: bool = False) -> dict:
+    """``{"<name>/sum": ..., "sum/plain": ...}`` of medians, or medians of per-round ratios."""
+    def ratio(a, b):
+        if paired:
+            return round(statistics.median(x / y for x, y in zip(values[a], values[b])), 3)
+        return round(statistics.median(values[a]) / statistics.median(values[b]), 3)
+    out = {f"{n}/sum": ratio(n, "sum") for n in names if n != "sum"}
+    out["sum/plain"] = ratio("sum", "plain")
+    return out
+
+
 def measure(args: TrainSpeedSettings) -> dict:
-    """Median step times (s), CPU times, projection and copy times, peak memory (MiB) of the
-    three steps; the JSON-able result the tool prints."""
+    """Median step times (s), CPU times, projection, coefficient and copy times, peak memory
+    (MiB) of the steps; the JSON-able result the tool prints."""
     torch.manual_seed(0)
     device = torch.device(args.device)
     h, w = args.size
     batch = {"images": torch.rand(args.batch, 3, h, w) * 255,
              "targets": torch.arange(args.batch) % args.num_classes}
     trainers = build_trainers(args, batch)
+    names = [k for k in trainers if k != "plain"]
     meter = Meter(device)
     times = {k: [] for k in trainers}
     cpu_times = {k: [] for k in trainers}
     peaks = {k: [] for k in trainers}
-    projection, copies = {"sum": [], "pcgrad": []}, []
+    projection = {k: [] for k in names}
+    coefficients, copies = {k: [] for k in names}, []
     grads = None  # stand-ins for autograd's per-task outputs, allocated once
     load_start = os.getloadavg()
     with EventStorage(0) as storage:
@@ -191,39 +235,42 @@ def measure(args: TrainSpeedSettings) -> dict:
                 times[name].append(seconds)
                 cpu_times[name].append(cpu)
                 peaks[name].append(peak)
-                if name in projection:
-                    projection[name].append(time_projection(trainer, meter))
-                if name == "pcgrad":
+                if name == "plain":
+                    continue
+                projection[name].append(time_projection(trainer, meter))
+                coefficients[name].append(time_coefficients(trainer))
+                if name == "sum":
                     if grads is None:
                         grads = [torch.randn_like(p) for p in trainer.task_grads.params]
                     copies.append(time_copies(trainer, meter, grads))
     load_end = os.getloadavg()
     med = {k: statistics.median(v) for k, v in times.items()}
     cpu_med = {k: statistics.median(v) for k, v in cpu_times.items()}
-    tg = trainers["pcgrad"].task_grads
+    coef_med = {k: statistics.median(v) for k, v in coefficients.items()}
+    tg = trainers["sum"].task_grads
     result = {
         "depth": args.depth, "input": list(args.size), "batch": args.batch,
         "widths": args.widths, "tasks": tg.num_tasks, "params": tg.numel,
         "device": args.device, "amp": args.amp, "threads": torch.get_num_threads(),
         "iters": args.iters, "warmup": args.warmup,
         "step_s": {k: round(v, 4) for k, v in med.items()},
-        "ratio": {"pcgrad/sum": round(med["pcgrad"] / med["sum"], 3),
-                  "sum/plain": round(med["sum"] / med["plain"], 3)},
+        "ratio": _ratios(times, names),
         # Per-round ratios of neighbouring steps: less sensitive to drifting machine load.
-        "paired_ratio": {
-            "pcgrad/sum": round(statistics.median(
-                p / s for p, s in zip(times["pcgrad"], times["sum"])), 3),
-            "sum/plain": round(statistics.median(
-                s / p for s, p in zip(times["sum"], times["plain"])), 3)},
+        "paired_ratio": _ratios(times, names, paired=True),
         # CPU seconds of this process: less inflated than wall time while it waits for cores.
         "step_cpu_s": {k: round(v, 4) for k, v in cpu_med.items()},
-        "ratio_cpu": {"pcgrad/sum": round(cpu_med["pcgrad"] / cpu_med["sum"], 3),
-                      "sum/plain": round(cpu_med["sum"] / cpu_med["plain"], 3)},
-        # pcgrad's only work beyond sum's is in its coefficients: compare the two.
+        "ratio_cpu": _ratios(cpu_times, names),
+        # An aggregation's only work beyond sum's is in its coefficients: they are timed alone
+        # too, and as a share of sum's step (what an aggregation adds to it, free of the noise
+        # of two whole steps).
         "projection_s": {k: round(statistics.median(v), 4) for k, v in projection.items()},
-        "projection_frac": round(statistics.median(projection["pcgrad"]) / med["pcgrad"], 4),
+        "projection_frac": {k: round(statistics.median(v) / med[k], 4)
+                            for k, v in projection.items()},
+        "coefficients_s": {k: round(v, 6) for k, v in coef_med.items()},
+        "coefficients_frac_of_sum_step": {k: round(v / med["sum"], 5)
+                                          for k, v in coef_med.items()},
         "copy_s": round(statistics.median(copies), 4),
-        "copy_frac": round(statistics.median(copies) / med["pcgrad"], 4),
+        "copy_frac": round(statistics.median(copies) / med["sum"], 4),
         "grad_buffer_mib": round((tg.buffer.numel() + tg.flat.numel()) * 4 / MIB, 1),
         "peak_mem_mib": {k: round(max(v) / MIB, 1) for k, v in peaks.items()},
         "peak_mem_kind": "cuda_max_allocated_delta" if meter.cuda else "rss_delta",
