@@ -49,7 +49,8 @@ def test_invalid_width_lists(widths, why):
 
 @pytest.mark.parametrize("key, value, valid", [
     ("SFSC.COMPAT_LOSS", "evidental", "('asymmetric', 'bct', 'evidential', 'none')"),
-    ("SFSC.AGGREGATION", "pcgard", "['pcgrad', 'sum']"),
+    ("SFSC.AGGREGATION", "pcgard", "['aligned_mtl', 'cagrad', 'dualproj', 'fairgrad', 'gradvac', "
+                                   "'imtl_g', 'mgda', 'pcd', 'pcgrad', 'sum', 'upgrad']"),
     ("SFSC.EVIDENTIAL.ACTIVATION", "exps", "('exp', 'softplus', 'relu')")])
 def test_an_unknown_method_name_lists_the_registered_ones(key, value, valid):
     cfg = _cfg()

@@ -8,9 +8,10 @@ step: losses = model(batch)  ->  G (T×P) = per-task gradients  ->  all-reduce G
 Under AMP every task's loss is scaled by the same GradScaler factor s; the aggregation computes
 its coefficients from the unscaled Gram matrix (divided by s², exactly: s is a power of two),
 since a weighting's state spans steps of different scales (PCD's moving average of the squared
-norms) and its constants (ε) are meant for unscaled gradients, combines the scaled gradients, and GradScaler unscales / skips / steps once; gradient norms and conflicts
-are logged unscaled. The CUDA paths (fp16 + GradScaler, NCCL) share this code but have only
-been exercised on CPU (GradScaler("cpu"), bf16, gloo).
+norms) and its constants (ε) are meant for unscaled gradients, combines the scaled gradients,
+and GradScaler unscales / skips / steps once; gradient norms and conflicts are logged unscaled.
+The CUDA paths (fp16 + GradScaler, NCCL) share this code but have only been exercised on CPU
+(GradScaler("cpu"), bf16, gloo).
 """
 from __future__ import annotations
 
