@@ -156,8 +156,7 @@ class SwitchableBaseline(Baseline):
                                     self.iteration, epoch)
         losses = {f"loss_{self.compat_name}@{width:g}": loss}
         if teacher is not None:
-            losses[f"loss_distill@{width:g}"] = self.distill(logits, teacher)
-            diagnostics = {**diagnostics, "distill": losses[f"loss_distill@{width:g}"].detach()}
+            losses[f"loss_distill@{width:g}"] = self.distill(logits, teacher)  # logged as a loss
         self._record(width, out, targets, logits, diagnostics)
         return losses
 
