@@ -17,12 +17,17 @@ from .appearance import FACINGS, Camera, Identity, sample_cameras, sample_identi
 from .params import GenerationParams
 from .render import Pose, background_size
 
-__all__ = ["TRAIN_DIR", "QUERY_DIR", "GALLERY_DIR", "SUBSETS", "ImageRecord", "DatasetPlan",
-           "plan_dataset"]
+__all__ = ["TRAIN_DIR", "QUERY_DIR", "GALLERY_DIR", "SUBSETS", "market_name", "ImageRecord",
+           "DatasetPlan", "plan_dataset"]
 
 TRAIN_DIR, QUERY_DIR, GALLERY_DIR = "bounding_box_train", "query", "bounding_box_test"
 SUBSETS = (TRAIN_DIR, QUERY_DIR, GALLERY_DIR)
 _MAX_SEQ = 6  # Market-1501 numbers the sequences of each camera s1..s6
+
+
+def market_name(pid: int, camera: int, seq: int, frame: int, box: int) -> str:
+    """Market-1501's file name, e.g. ``0042_c3s2_004711_01.jpg`` (camera 1-based)."""
+    return f"{pid:04d}_c{camera}s{seq}_{frame:06d}_{box:02d}.jpg"
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class ImageRecord:
     @property
     def filename(self) -> str:
         """Market-1501 name, e.g. ``0042_c3s2_004711_01.jpg``."""
-        return f"{self.pid:04d}_c{self.camera}s{self.seq}_{self.frame:06d}_{self.box:02d}.jpg"
+        return market_name(self.pid, self.camera, self.seq, self.frame, self.box)
 
 
 @dataclass
