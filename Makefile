@@ -33,3 +33,13 @@ lint: install
 
 clean:
 	rm -rf logs .pytest_cache
+
+# HangulReID's fonts (benchmarks/HangulReID): Debian's Korean-only font packages, installed as
+# root (through sudo otherwise). The tests need none of them.
+HANGUL_FONTS := fonts-nanum fonts-nanum-extra fonts-nanum-eco fonts-unfonts-core fonts-unfonts-extra fonts-baekmuk fonts-alee fonts-lexi-gulim fonts-lexi-saebom fonts-naver-d2coding fonts-woowa-bm
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: hangul-fonts
+hangul-fonts:
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y $(HANGUL_FONTS)

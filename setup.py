@@ -24,6 +24,7 @@ setup(
         "Pillow",
         "matplotlib",
         "torchjd[quadprog-projector,cagrad,fairgrad]==0.18.0",  # SFSC.AGGREGATION weightings
+        "fonttools==4.69.1",  # which characters a font draws (sfsc.data.hangul_fonts)
     ],
     # faiss (the gallery index tools) is one extra or the other, never both: faiss-cpu and
     # faiss-gpu-cu12 install the same `faiss` module over each other.

@@ -1,7 +1,9 @@
-"""ReID data: a deterministic synthetic Market-1501-style generator, its FastReID datasets and
-CustomReID for your own images (a CSV file or a folder tree)."""
+"""ReID data: generated Market-1501-style datasets (drawn people; characters in fonts) and their
+FastReID datasets, and CustomReID for your own images (a CSV file or a folder tree)."""
 from .custom import CustomReID  # noqa: F401  (registers)
 from .datasets import (  # noqa: F401  (registers)
+    GlyphReIDTiny,
+    HangulReID,
     SyntheticReID,
     SyntheticReIDEasy,
     SyntheticReIDHard,
@@ -11,7 +13,9 @@ from .datasets import (  # noqa: F401  (registers)
     parse_name,
     synthetic_header,
 )
-from .errors import DatasetError  # noqa: F401
+from .errors import DatasetError, FontsMissingError  # noqa: F401
+from .hangul import ensure_hangul_reid, generate_hangul_reid  # noqa: F401
+from .hangul_params import GLYPH_REID_TINY, HANGUL_REID, GlyphParams  # noqa: F401
 from .params import (  # noqa: F401
     SYNTHETIC_REID,
     SYNTHETIC_REID_EASY,
