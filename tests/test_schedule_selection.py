@@ -76,10 +76,9 @@ def test_the_selection_trains_in_ascending_order_and_stops_at_the_first_that_con
         tmp_path, monkeypatch):
     trained, reported = [], []
 
-    def fake_judged_run(root, runs_root, output, opts):
+    def fake_judged_run(root, runs_root, output, opts, dataset="SyntheticHard"):
         epochs = int(opts[opts.index("SOLVER.MAX_EPOCH") + 1])
         trained.append(epochs)
-        dataset = "SyntheticHard"
         steps = epochs * STEPS_PER_EPOCH
         converged = epochs >= 24  # accuracy 0.99 and a flat loss from 24 epochs on
         series = _logged(steps, lambda it: 0.99 if converged else 0.9,

@@ -1,13 +1,14 @@
-"""The converged schedule of ``benchmarks/SyntheticHardLong/PROTOCOL.md``: its candidates, its
-convergence criterion on the unified full model, and its rule (the shortest candidate that
-meets the criterion, else the cap).
+"""The converged schedule of a committed protocol (``benchmarks/SyntheticHardLong/PROTOCOL.md``
+for the testbed, ``benchmarks/HangulReID/PROTOCOL.md``): its candidates, the convergence
+criterion on the unified full model, and the rule (the shortest candidate that meets the
+criterion, else the cap).
 
-Each candidate trains the testbed's unified full model (the judged run) first, and only the
-chosen candidate its other unified rows (``configs/SyntheticHard``, seed 0) with its
-schedule as overrides, through the benchmark runner, so a finished candidate is a committed
-run record that any machine reuses; its effective config equals that of the converged configs
-once the schedule is written into their Base, so the chosen candidate's records serve the
-converged table as they are.
+Each candidate trains the data set's unified full model (the judged run) first, and only the
+chosen candidate its other unified rows (``configs/<dataset>``, seed 0) with its schedule as
+overrides, through the benchmark runner, so a finished candidate is a committed run record
+that any machine reuses; its effective config equals that of the converged configs once the
+schedule is written into their Base, so the chosen candidate's records serve the converged
+table as they are.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from ..tables.records import curves_to_series, read_record
 from ..tables.runner import BenchmarkRunner
 from ..tables.suite import run_suite, sub_widths
 
-__all__ = ["Schedule", "CANDIDATES", "STEP_CAP", "Convergence", "convergence", "choose",
-           "train_judged_run", "select_schedule"]
+__all__ = ["Schedule", "CANDIDATES", "STEP_CAP", "Protocol", "TESTBED", "HANGUL",
+           "PROTOCOLS", "Convergence", "convergence", "choose", "train_judged_run",
+           "select_schedule"]
 
 DATASET = "SyntheticHard"  # the testbed's data, input and weights: only the schedule changes
 JUDGED_RUN = "unified_w1"
@@ -53,6 +55,25 @@ class Schedule:
 CANDIDATES: Tuple[Schedule, ...] = (
     Schedule(12, (4, 9), 68), Schedule(18, (6, 14), 136), Schedule(24, (8, 18), 136),
     Schedule(30, (10, 22), 136), Schedule(36, (12, 27), 204))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A committed selection protocol: the data set whose configs train (a folder under
+    configs/), its candidates in ascending order (the last is the cap) and the step cap."""
+
+    dataset: str
+    candidates: Tuple[Schedule, ...]
+    step_cap: int
+
+
+TESTBED = Protocol(DATASET, CANDIDATES, STEP_CAP)
+# benchmarks/HangulReID/PROTOCOL.md's table (199 steps an epoch; the testbed's warm-up rule,
+# an epoch per 12; 7 epochs = 1,393 steps: a switchable run within about 30 min on 2 cores).
+HANGUL = Protocol("HangulReID", (
+    Schedule(3, (1, 2), 199), Schedule(4, (1, 3), 199), Schedule(5, (2, 4), 199),
+    Schedule(6, (2, 4), 199), Schedule(7, (2, 5), 199)), 1400)
+PROTOCOLS: Dict[str, Protocol] = {p.dataset: p for p in (TESTBED, HANGUL)}
 
 
 @dataclass(frozen=True)
@@ -90,31 +111,34 @@ def convergence(series: Dict[str, List[Tuple[int, float]]], steps: int) -> Conve
     return Convergence(steps, accuracy, (before - after) / before)
 
 
-def choose(results: Dict[int, Convergence]) -> Tuple[int, bool]:
-    """(epochs, met): the shortest candidate that meets the criterion; else the cap, unmet.
+def choose(results: Dict[int, Convergence],
+           candidates: Sequence[Schedule] = CANDIDATES) -> Tuple[int, bool]:
+    """(epochs, met): the shortest of ``candidates`` that meets the criterion; else the cap
+    (the last), unmet.
 
     ``results`` must hold every candidate shorter than the first that meets it."""
-    for schedule in CANDIDATES:
+    for schedule in candidates:
         if schedule.epochs not in results:
             raise ValueError(f"candidate E={schedule.epochs} has not been run; the rule goes "
                              "in ascending order")
         if results[schedule.epochs].met:
             return schedule.epochs, True
-    return CANDIDATES[-1].epochs, False
+    return candidates[-1].epochs, False
 
 
-def train_judged_run(root: str, runs_root: str, output: str, opts: Sequence[str]) -> None:
+def train_judged_run(root: str, runs_root: str, output: str, opts: Sequence[str],
+                     dataset: str = DATASET) -> None:
     """Train (or reuse the record of) the candidate's unified full model alone: the criterion
     reads nothing else, and the narrower rows of a candidate that is not chosen serve no table."""
-    config_dir = os.path.join(root, "configs", DATASET)
+    config_dir = os.path.join(root, "configs", dataset)
     runs = [r for r in benchmark_runs([METHODS["unified"]], sub_widths(config_dir, "R18", opts),
                                       "R18") if r.name == JUDGED_RUN]
-    BenchmarkRunner(root, config_dir, os.path.join(runs_root, DATASET), runs, [SEED], list(opts),
-                    records_dir=os.path.join(output, DATASET, "runs")).run_all()
+    BenchmarkRunner(root, config_dir, os.path.join(runs_root, dataset), runs, [SEED], list(opts),
+                    records_dir=os.path.join(output, dataset, "runs")).run_all()
 
 
-def _judge(output: str) -> Convergence:
-    path = os.path.join(output, DATASET, "runs", f"seed{SEED}", f"{JUDGED_RUN}.json")
+def _judge(output: str, dataset: str) -> Convergence:
+    path = os.path.join(output, dataset, "runs", f"seed{SEED}", f"{JUDGED_RUN}.json")
     record = read_record(path)
     if record is None or not record.get("curves"):
         raise RuntimeError(f"{path} holds no training curves")
@@ -124,31 +148,33 @@ def _judge(output: str) -> Convergence:
 
 
 def select_schedule(root: str, runs_root: str, output: str, command: str,
-                    log: Callable[[str], None] = print) -> Dict:
+                    log: Callable[[str], None] = print, protocol: Protocol = TESTBED) -> Dict:
     """Run the candidates' unified full models in ascending order until one meets the criterion
     (records reused), then the chosen candidate's other unified rows and its report; returns the
     selection: every candidate run, its numbers, the choice. Candidate E's records go to
-    ``output/E<E>/SyntheticHard`` (runs under ``runs_root/E<E>``)."""
+    ``output/E<E>/<dataset>`` (runs under ``runs_root/E<E>``)."""
+    dataset = protocol.dataset
     results: Dict[int, Convergence] = {}
-    for schedule in CANDIDATES:
+    for schedule in protocol.candidates:
         name = f"E{schedule.epochs}"
         log(f"Schedule selection: candidate {name} ({' '.join(schedule.overrides())})")
         out = os.path.join(output, name)
-        train_judged_run(root, os.path.join(runs_root, name), out, schedule.overrides())
-        results[schedule.epochs] = _judge(out)
+        train_judged_run(root, os.path.join(runs_root, name), out, schedule.overrides(),
+                         dataset=dataset)
+        results[schedule.epochs] = _judge(out, dataset)
         c = results[schedule.epochs]
         log(f"Schedule selection: {name}, {c.steps} steps: training accuracy {c.accuracy:.4f} "
             f"(needs >= {ACCURACY_MIN}), loss drop {c.loss_drop:.4f} (needs < {LOSS_DROP_MAX})"
             f": {'met' if c.met else 'not met'}")
         if c.met:
             break
-    epochs, met = choose(results)
-    schedule = next(s for s in CANDIDATES if s.epochs == epochs)
+    epochs, met = choose(results, protocol.candidates)
+    schedule = next(s for s in protocol.candidates if s.epochs == epochs)
     name = f"E{epochs}"
     log(f"Schedule selection: chose {name}; training its other unified rows for the table")
-    run_suite(root, DATASET, ["unified"], [SEED], "R18", os.path.join(runs_root, name),
+    run_suite(root, dataset, ["unified"], [SEED], "R18", os.path.join(runs_root, name),
               os.path.join(output, name), schedule.overrides(), f"{command}  # candidate {name}")
-    return {"command": command, "judged_run": JUDGED_RUN, "seed": SEED,
+    return {"command": command, "dataset": dataset, "judged_run": JUDGED_RUN, "seed": SEED,
             "criterion": {"accuracy_min": ACCURACY_MIN, "loss_drop_max": LOSS_DROP_MAX},
             "candidates": {f"E{e}": asdict(c) | {"met": c.met} for e, c in results.items()},
             "chosen": asdict(schedule) | {"steps": results[epochs].steps, "met": met}}
