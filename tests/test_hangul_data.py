@@ -9,10 +9,10 @@ import os
 import re
 import shutil
 from collections import defaultdict
-from typing import Dict
 
 import pytest
 from PIL import Image
+from test_synthetic_data import SUBSETS, _hashes
 
 import sfsc
 from fastreid.data.datasets import DATASET_REGISTRY
@@ -32,7 +32,6 @@ from sfsc.data.hangul_fonts import BUNDLED_FONT_ROOT, drawn_characters, resolve_
 from sfsc.data.sample_sheet import choose_sheet, sample_sheet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUBSETS = ("bounding_box_train", "query", "bounding_box_test")
 # The install line benchmarks/HangulReID/README.md gives: Debian's Korean-only font packages.
 APT_LINE = ("apt-get install -y fonts-nanum fonts-nanum-extra fonts-nanum-eco fonts-unfonts-core "
             "fonts-unfonts-extra fonts-baekmuk fonts-alee fonts-lexi-gulim fonts-lexi-saebom "
@@ -41,15 +40,6 @@ APT_LINE = ("apt-get install -y fonts-nanum fonts-nanum-extra fonts-nanum-eco fo
 
 def _fonts():
     return resolve_fonts(GLYPH_REID_TINY.font_families, (BUNDLED_FONT_ROOT,), (), "test set")
-
-
-def _hashes(folder: str) -> Dict[str, str]:
-    out = {}
-    for sub in SUBSETS:
-        for name in os.listdir(os.path.join(folder, sub)):
-            with open(os.path.join(folder, sub, name), "rb") as f:
-                out[f"{sub}/{name}"] = hashlib.sha1(f.read()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")
