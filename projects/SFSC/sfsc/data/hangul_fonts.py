@@ -97,6 +97,7 @@ def install_command(packages: Sequence[str]) -> str:
 
 @functools.cache
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    # Size and time are part of the key: a file replaced under the same name is hashed anew.
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
