@@ -46,7 +46,7 @@ class GlyphParams:
     offset: float = 0.07  # max shift of the glyph's centre, each axis
     rotation: float = 8.0  # max rotation, degrees
     stroke: Tuple[float, float] = (0.0, 0.012)  # added stroke width, fraction of glyph size
-    min_contrast: float = 0.35  # |luminance(ink) - luminance(paper)|, in [0, 1]
+    min_contrast: float = 0.35  # least difference of ink and paper in HLS lightness, [0, 1]
     light_ink_rate: float = 0.25  # share of light ink on dark paper
     saturation: float = 0.6  # max colourfulness of ink and paper
     shading: float = 0.15  # max illumination gradient across the image
