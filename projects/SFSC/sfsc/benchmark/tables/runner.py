@@ -182,7 +182,8 @@ class BenchmarkRunner:
         return (None, diffs) if diffs else (record, [])
 
     def _differences(self, record: RunRecord, run: Run, seed: int) -> List[str]:
-        """Why ``record`` is not of this run: a key added since at its default is no reason."""
+        """Why ``record`` is not of this run (:func:`.records.config_differences`: a key added
+        since counts at what it meant before; the fingerprint within its tolerance)."""
         if record.get("run") != run.name or record.get("seed") != seed:
             return [f"it names {record.get('run')} seed {record.get('seed')}"]
         if "effective_config" not in record:
