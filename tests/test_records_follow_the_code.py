@@ -185,3 +185,26 @@ def test_any_config_of_the_folder_is_a_switchable_method(tmp_path):
         resolve_methods(["nothing"], str(config_dir))
     assert resolve_methods(["sfsc"], CONFIGS)[0] is METHODS["sfsc"]
     METHODS.pop("sfsc_distill")
+
+
+def test_records_of_another_folder_are_reused_without_a_copy(tmp_path, fake_training):
+    selection = tmp_path / "selection"
+    runner_of(tmp_path / "first", records=selection).run_all()
+    fake_training.clear()
+
+    def table(*opts):
+        runner = runner_of(tmp_path / "second", *opts, records=tmp_path / "table")
+        runner.records_from = [str(selection)]
+        return runner
+
+    plan = {p.run.name: p for p in table().plan()}
+    assert plan["unified_w1"].action == "reuse" and "selection/seed0/unified_w1.json" in \
+        plan["unified_w1"].why
+    table().run_all()
+    assert fake_training == [] and not (tmp_path / "table").exists()  # nothing copied
+    # another config: the borrowed records are not of these runs, which train into the table
+    table("SOLVER.MAX_EPOCH", "9").run_all()
+    assert len(fake_training) == 2 and (tmp_path / "table" / "seed0" / "bct_w0.25.json").exists()
+    # the table's own record comes first, even where the other folder has a matching one
+    plan = {p.run.name: p for p in table().plan()}
+    assert plan["unified_w1"].action == "conflict" and "SOLVER.MAX_EPOCH" in plan["unified_w1"].why

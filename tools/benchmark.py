@@ -12,6 +12,8 @@ commit and wall time), heatmaps/ (mAP matrices), curves/ (training curves of SFS
 and runs/ (one record per finished run, to commit: a run whose record matches its config is
 not trained again, on any machine, unless the training code changed since: see
 benchmarks/README.md). --dry-run says per run "reused" or "to train" and why, training nothing.
+--records-from reuses the matching records of other folders (a schedule selection's, another
+table's) where a run has none of its own, without copying them.
 --methods takes the paper's methods or the stem of any other config of the folder
 (configs/<Dataset>/<stem>_<net>.yml), trained as a switchable method.
 Trailing KEY VALUE pairs override every run's config.
@@ -41,6 +43,9 @@ def main(argv=None) -> int:
     parser.add_argument("--net", default="R18", help="config suffix, e.g. R18")
     parser.add_argument("--runs-root", default=os.path.join(ROOT, "logs", "benchmark"))
     parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks"))
+    parser.add_argument("--records-from", nargs="+", default=[], metavar="RUNS_DIR",
+                        help="other benchmarks' runs/ folders: a run without a record of its "
+                             "own reuses a matching record there, without a copy")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be reused or trained and why; train nothing")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -51,7 +56,8 @@ def main(argv=None) -> int:
     start = time.time()
     command = "python tools/benchmark.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     out = run_suite(ROOT, args.dataset, args.methods, args.seeds, args.net, args.runs_root,
-                    args.output, args.opts, command, dry_run=args.dry_run)
+                    args.output, args.opts, command, dry_run=args.dry_run,
+                    records_from=args.records_from)
     if out is None:
         return 0
     print(f"Wrote {out}/results.md, results.json, heatmaps/ and curves/ "

@@ -107,11 +107,14 @@ class BenchmarkRunner:
 
     def __init__(self, repo: str, config_dir: str, root: str, runs: Sequence[Run],
                  seeds: Sequence[int], extra_opts: Sequence[str] = (), log=print,
-                 records_dir: Optional[str] = None):
+                 records_dir: Optional[str] = None, records_from: Sequence[str] = ()):
         self.repo, self.config_dir, self.root = repo, config_dir, root
         self.runs, self.seeds, self.extra_opts, self.log = list(runs), list(seeds), \
             list(extra_opts), log
         self.records_dir = records_dir
+        #: Other benchmarks' record folders (``runs/``): a run without a record of its own
+        #: reuses a matching one there as it is, without a copy (e.g. a schedule selection's).
+        self.records_from = list(records_from)
         # records_dir is <output>/<dataset>/runs: the reports and records under <output> are
         # rewritten by invocations (this one's, or another dataset's queued before it), not code.
         output = os.path.dirname(os.path.dirname(os.path.abspath(records_dir))) \
@@ -173,13 +176,24 @@ class BenchmarkRunner:
 
     def committed(self, run: Run, seed: int) -> Tuple[Optional[RunRecord], List[str]]:
         """The committed record that matches the run, or None and why it does not."""
-        if not self.records_dir:
-            return None, []
-        record = read_record(self.record_path(seed, run.name))
-        if record is None:
-            return None, []
-        diffs = self._differences(record, run, seed)
-        return (None, diffs) if diffs else (record, [])
+        return self._committed(run, seed)[1:]
+
+    def _committed(self, run: Run, seed: int
+                   ) -> Tuple[str, Optional[RunRecord], List[str]]:
+        """(where, record, why not): the run's own record, else a matching one of
+        ``records_from``; an own record that does not match is the answer (None, why)."""
+        if self.records_dir:
+            path = self.record_path(seed, run.name)
+            record = read_record(path)
+            if record is not None:
+                diffs = self._differences(record, run, seed)
+                return (path, None, diffs) if diffs else (path, record, [])
+        for folder in self.records_from:
+            path = os.path.join(folder, f"seed{seed}", run.name + self.record_suffix)
+            record = read_record(path)
+            if record is not None and not self._differences(record, run, seed):
+                return path, record, []
+        return "", None, []
 
     def _differences(self, record: RunRecord, run: Run, seed: int) -> List[str]:
         """Why ``record`` is not of this run (:func:`.records.config_differences`: a key added
@@ -214,10 +228,9 @@ class BenchmarkRunner:
 
     def _planned(self, seed: int, run: Run) -> PlannedRun:
         """The run's plan from its records alone (checkpoints come in :meth:`plan`)."""
-        record, diffs = self.committed(run, seed)
+        where, record, diffs = self._committed(run, seed)
         if record is not None:
-            return PlannedRun(seed, run, "reuse", self._relative(self.record_path(seed, run.name)),
-                              record)
+            return PlannedRun(seed, run, "reuse", self._relative(where), record)
         stale = self.record_path(seed, run.name) \
             if diffs and self._only_numerics_differ(run, seed) else None
         if diffs and not stale:

@@ -68,18 +68,19 @@ def _matrices(runner: BenchmarkRunner, methods, widths, seeds, records) -> Dict[
 
 def run_suite(root: str, dataset: str, method_keys: Sequence[str], seeds: Sequence[int],
               net: str, runs_root: str, output: str, opts: Sequence[str], command: str,
-              dry_run: bool = False) -> Optional[str]:
+              dry_run: bool = False, records_from: Sequence[str] = ()) -> Optional[str]:
     """Train ``configs/<dataset>``'s runs for ``method_keys`` × ``seeds`` (records reused), write
     the report under ``output/<dataset>`` and return that folder. ``command`` is quoted in it.
 
-    ``dry_run``: print what would be reused or trained and why, then stop (returns None)."""
+    ``dry_run``: print what would be reused or trained and why, then stop (returns None).
+    ``records_from``: other record folders whose matching records are reused, not copied."""
     config_dir = os.path.join(root, "configs", dataset)
     widths = sub_widths(config_dir, net, opts)
     methods = resolve_methods(method_keys, config_dir, net)
     out = os.path.join(output, dataset)
     runner = BenchmarkRunner(root, config_dir, os.path.join(runs_root, dataset),
                              benchmark_runs(methods, widths, net), list(seeds), list(opts),
-                             records_dir=os.path.join(out, "runs"))
+                             records_dir=os.path.join(out, "runs"), records_from=records_from)
     model_sets = [method for method in methods if method.kind != "switchable"]
     need = set()
     for method in model_sets:
