@@ -31,7 +31,7 @@ def to_device(index, device: str = "cpu"):
     if gpu_count() == 0:
         raise IndexInputError(f"--device {device} needs faiss-gpu and a CUDA device, and faiss "
                               "sees no GPU here. Use --device cpu, or install faiss-gpu: "
-                              "pip uninstall faiss-cpu, then pip install -e .[gpu] (both "
+                              "pip uninstall faiss-cpu, then pip install -e \".[gpu]\" (both "
                               "builds provide the module faiss).")
     try:
         if device == "gpu":

@@ -19,6 +19,6 @@ def import_faiss():
     except ImportError as exc:
         raise IndexInputError(
             f"the gallery index needs faiss, which cannot be imported here ({exc}). From the "
-            "repository root: .venv/bin/pip install -e .[cpu] (faiss-cpu), or on a CUDA 12 "
-            "machine .venv/bin/pip install -e .[gpu] (faiss-gpu-cu12).") from None
+            "repository root: .venv/bin/pip install -e \".[cpu]\" (faiss-cpu), or on a CUDA 12 "
+            "machine .venv/bin/pip install -e \".[gpu]\" (faiss-gpu-cu12).") from None
     return faiss
