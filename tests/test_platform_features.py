@@ -156,3 +156,50 @@ def test_index_search_and_picture_read_the_same_files(platforms):
                                         "--output", picture]) == 0
     with Image.open(picture) as image:
         assert image.width > 5 * 16 and image.height > 16
+
+
+def test_a_search_warns_unless_the_queries_come_from_the_indexs_checkpoint(platforms, caplog):
+    features, base = platforms["features"], platforms["base"]
+    # the phone's switchable checkpoint at full width fills an index of its own
+    assert run_tool("extract_features", [
+        "--dataset", "Market1501", "--model-dir", platforms["phone"], "--width", "1.0",
+        "--output-dir", features, "--name", "phone_full"]) == 0
+    assert run_tool("build_index", ["--gallery", features / "phone_full_gallery.npz",
+                                    "--index-factory", "Flat", "--output", base / "own"]) == 0
+    server_index = base / "server_index"
+    assert run_tool("build_index", ["--gallery", features / "server_gallery.npz",
+                                    "--index-factory", "Flat", "--output", server_index]) == 0
+    plain = base / "plain_query.npz"  # the same features without the JSON that names the model
+    with np.load(features / "phone_query.npz") as q:
+        np.savez(plain, **{k: q[k] for k in q.files})
+
+    def warnings(index, query):
+        caplog.clear()
+        assert run_tool("search_index", ["--index", index, "--query", query, "--k", "3",
+                                         "--output", base / "found.npz"]) == 0
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    # the exported 0.25x sub-model of the same checkpoint: one network, no warning
+    assert warnings(base / "own", features / "phone_query.npz") == []
+    (other,) = warnings(server_index, features / "phone_query.npz")
+    with open(base / "export" / "w025.json") as f:
+        phone_id = json.load(f)["source"]["checkpoint_sha256"]
+    assert f"come from checkpoint {phone_id}" in other and "not sub-models of one" in other
+    (unknown,) = warnings(base / "own", plain)
+    assert "cannot tell which network made the queries of" in unknown
+
+
+def test_the_index_takes_the_metric_the_gallery_file_declares(platforms):
+    features, base = platforms["features"], platforms["base"]
+    with np.load(features / "server_gallery.npz") as g:
+        arrays = {k: g[k] for k in g.files}
+    arrays["metric"] = np.asarray("euclidean")
+    euclidean = base / "euclidean_gallery.npz"
+    np.savez(euclidean, **arrays)
+    assert run_tool("build_index", ["--gallery", euclidean, "--index-factory", "Flat",
+                                    "--output", base / "euclidean_index"]) == 0
+    with open(base / "euclidean_index" / "index.json") as f:
+        assert json.load(f)["metric"] == "euclidean"
+    assert run_tool("build_index", ["--gallery", euclidean, "--index-factory", "Flat",
+                                    "--metric", "cosine", "--output", base / "refused"]) == 2
+    assert not (base / "refused").exists()

@@ -14,7 +14,9 @@ r"""Build a faiss index of a gallery's features, saved as a folder that search_i
 --gallery is a saved-features .npz (feats, pids, camids, optional paths), or a .npy from
 tools/extract_features.py with its .json; --images runs the switchable model at --width on a
 folder or list of images with its test preprocessing (identities read from Market-1501 file
-names). Features are L2-normalised for --metric cosine (inner product), kept for euclidean.
+names). The metric is the one the gallery file declares (extract_features.py writes cosine),
+else --metric, else cosine; a --metric that contradicts the file is a named error. Features
+are L2-normalised for cosine (inner product), kept for euclidean.
 Any faiss index_factory string works ("Flat", "IVF1024,Flat", "IVF1024,PQ64", "HNSW32", ...);
 the index is trained on --train-sample rows and filled in batches with progress and an ETA.
 --device gpu / all-gpus (sharded over every GPU) need faiss-gpu. The folder holds index.faiss,
@@ -33,6 +35,7 @@ def main(argv=None) -> int:
         IndexInputError,
         build_index,
         extract_feature_set,
+        index_metric,
         load_feature_set,
         load_index_folder,
         merge_index_folders,
@@ -49,7 +52,8 @@ def main(argv=None) -> int:
     parser.add_argument("--images", default="", help="gallery images (folder or list file)")
     parser.add_argument("--width", type=float, default=None, help="model width for --images")
     parser.add_argument("--index-factory", default="", help="faiss index_factory string")
-    parser.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"))
+    parser.add_argument("--metric", default=None, choices=("cosine", "euclidean"),
+                        help="default: the one the gallery file declares, else cosine")
     parser.add_argument("--train-sample", type=int, default=100_000,
                         help="rows the index is trained on (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training sample")
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
         features = extract_feature_set(args.images, load_from_args(args), args.width,
                                        args.image_batch_size)
     build = build_index(
-        features, args.index_factory, args.metric,
+        features, args.index_factory, index_metric(args.metric, features),
         trained=load_index_folder(args.trained) if args.trained else None,
         shard=parse_shard(args.shard) if args.shard else None, train_only=args.train_only,
         sample_size=args.train_sample, seed=args.seed, batch_size=args.batch_size,

@@ -11,7 +11,7 @@ from torch import nn
 from ..fastreid.checkpoint import atomic_write_bytes
 from .feature_model import build_feature_model, count_parameters
 from .formats import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, save_onnx, save_torchscript
-from .loading import LoadedModel, check_width
+from .loading import LoadedModel, check_width, checkpoint_id
 from .preprocessing import Preprocessing
 from .runtime import load_exported
 from .verify import TOLERANCE, compare_exported
@@ -56,7 +56,9 @@ def _info(loaded: LoadedModel, width: float, feature_model: nn.Module, spec: Pre
         "parameters_switchable_model": count_parameters(loaded.model),
         "batchnorm_folded": fold_bn,
         "onnx_opset": ONNX_OPSET,
-        "source": {"checkpoint": loaded.weights, "config": loaded.config_file,
+        "source": {"checkpoint": loaded.weights,
+                   "checkpoint_sha256": checkpoint_id(loaded.weights),
+                   "config": loaded.config_file,
                    "backbone": cfg.MODEL.BACKBONE.NAME, "depth": str(cfg.MODEL.BACKBONE.DEPTH),
                    "test_metric": cfg.TEST.METRIC},
     }

@@ -17,13 +17,13 @@ from PIL import Image
 from ..fastreid.checkpoint import atomic_write_bytes
 from ..modeling.switchable import width_context
 from .errors import DeployError
-from .loading import LoadedModel, check_width
+from .loading import LoadedModel, check_width, checkpoint_id
 from .preprocessing import Preprocessing, image_to_input, load_rgb
 from .runtime import ExportedModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Encoder", "switchable_encoder", "exported_encoder", "extract_files",
+__all__ = ["Encoder", "switchable_info", "switchable_encoder", "exported_encoder", "extract_files",
            "ExtractionResult", "save_features"]
 
 
@@ -45,6 +45,14 @@ class ExtractionResult(NamedTuple):
 def _l2(feats: np.ndarray) -> np.ndarray:
     feats = np.asarray(feats, dtype=np.float32)
     return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+
+
+def switchable_info(loaded: LoadedModel, width: float, **extra) -> dict:
+    """What feature files and indexes record of a switchable model at ``width``: the
+    checkpoint (path and checksum, which names the network anywhere), config and width."""
+    return {"kind": "switchable", "checkpoint": loaded.weights,
+            "checkpoint_sha256": checkpoint_id(loaded.weights), "config": loaded.config_file,
+            "width": width, **extra}
 
 
 def switchable_encoder(loaded: LoadedModel, width: float) -> Encoder:
@@ -72,9 +80,7 @@ def switchable_encoder(loaded: LoadedModel, width: float) -> Encoder:
 
     spec = Preprocessing(*cfg.INPUT.SIZE_TEST, tuple(cfg.MODEL.PIXEL_MEAN),
                          tuple(cfg.MODEL.PIXEL_STD))
-    info = {"kind": "switchable", "checkpoint": loaded.weights, "config": loaded.config_file,
-            "width": width}
-    return Encoder(transform, encode, info,
+    return Encoder(transform, encode, switchable_info(loaded, width),
                    dict(spec.to_json(), transforms=repr(transforms).replace("\n", " ")))
 
 

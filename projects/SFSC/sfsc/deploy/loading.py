@@ -15,10 +15,11 @@ from fastreid.modeling.meta_arch import build_model
 from ..config import add_sfsc_config
 from ..config_checks import merge_config
 from ..fastreid.checkpoint import SFSCCheckpointer
+from ..modeling.backbones.pretrained import sha256_of
 from ..modeling.switchable import switchable_widths
 from .errors import DeployError
 
-__all__ = ["LoadedModel", "load_switchable", "check_width"]
+__all__ = ["LoadedModel", "load_switchable", "check_width", "checkpoint_id"]
 
 
 class LoadedModel(NamedTuple):
@@ -26,6 +27,12 @@ class LoadedModel(NamedTuple):
     model: nn.Module  # switchable model, eval mode, CPU
     config_file: str
     weights: Optional[str]  # None: random weights
+
+
+def checkpoint_id(path: Optional[str]) -> Optional[str]:
+    """The first 16 hex digits of a checkpoint file's SHA-256 (None: no file): what names the
+    network in feature files and indexes, wherever the file lies."""
+    return sha256_of(path)[:16] if path and os.path.isfile(path) else None
 
 
 def _peek_num_classes(weights: str) -> Optional[int]:

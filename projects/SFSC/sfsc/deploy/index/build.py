@@ -21,8 +21,8 @@ from .store import IndexFolder, save_index_folder, trained_checksum
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexBuild", "ShardSpec", "build_index", "parse_shard", "shard_rows",
-           "write_index_folder"]
+__all__ = ["IndexBuild", "ShardSpec", "build_index", "index_metric", "parse_shard",
+           "shard_rows", "write_index_folder"]
 
 
 class ShardSpec(NamedTuple):
@@ -77,6 +77,17 @@ def _from_trained(trained: IndexFolder, factory: str, metric: str, dim: int):
     faiss = import_faiss()
     return faiss.clone_index(trained.index), meta["factory"], dict(meta["trained"],
                                                                     folder=trained.path)
+
+
+def index_metric(requested: Optional[str], features: FeatureSet) -> str:
+    """The metric to index ``features`` with: the one their file declares, else ``requested``,
+    else cosine; MetricMismatchError when a requested one contradicts the file."""
+    declared = features.metric
+    if requested and declared and requested != declared:
+        raise MetricMismatchError(f"--metric {requested} but {features.source} declares its "
+                                  f"features for {declared} similarity; drop --metric, or pass "
+                                  f"--metric {declared}.")
+    return declared or requested or "cosine"
 
 
 def build_index(features: FeatureSet, factory: str = "", metric: str = "cosine", *,

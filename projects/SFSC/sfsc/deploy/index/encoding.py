@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ...modeling.switchable import width_context
-from ..extraction import Encoder
+from ..extraction import Encoder, switchable_info
 from ..loading import LoadedModel, check_width
 from ..preprocessing import Preprocessing
 
@@ -45,8 +45,6 @@ def evaluation_encoder(loaded: LoadedModel, width: float) -> Encoder:
 
     spec = Preprocessing(*cfg.INPUT.SIZE_TEST, tuple(cfg.MODEL.PIXEL_MEAN),
                          tuple(cfg.MODEL.PIXEL_STD))
-    info = {"kind": "switchable", "checkpoint": loaded.weights, "config": loaded.config_file,
-            "width": width, "flip": flip}
-    return Encoder(transform, encode, info,
+    return Encoder(transform, encode, switchable_info(loaded, width, flip=flip),
                    dict(spec.to_json(), transforms=repr(transforms).replace("\n", " "),
                         flip=flip))

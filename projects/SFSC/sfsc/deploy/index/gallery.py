@@ -76,8 +76,27 @@ def _load_npz(path: str) -> FeatureSet:
                               "of feats; it must name the image of every row.")
     base = os.path.dirname(os.path.abspath(path))
     paths = [p if not p or os.path.isabs(p) else os.path.join(base, p) for p in paths]
+    model = _model_beside(path)
+    width = model.get("width") if model and model.get("width") is not None \
+        else _width_of_name(path)
     return FeatureSet(feats, pids, camids, paths or [""] * len(feats), os.path.abspath(path),
-                      None, _width_of_name(path), metric)
+                      model, width, metric)
+
+
+def _model_beside(path: str) -> Optional[dict]:
+    """The ``model`` entry of ``<name>.json`` beside ``<name>_query.npz`` / ``_gallery.npz``
+    (tools/extract_features.py --dataset writes it), when there is one."""
+    stem, _, split = os.path.basename(path)[:-len(".npz")].rpartition("_")
+    info_path = os.path.join(os.path.dirname(path), f"{stem}.json")
+    if split not in ("query", "gallery") or not os.path.isfile(info_path):
+        return None
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            model = json.load(f).get("model")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise IndexInputError(f"cannot read {info_path}, which describes {path} ({exc}).") \
+            from None
+    return model if isinstance(model, dict) else None
 
 
 def _load_npy(path: str) -> FeatureSet:

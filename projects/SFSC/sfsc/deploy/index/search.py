@@ -1,12 +1,15 @@
 """Searching one index folder, or the shards of one, with query features of any width.
 
 Queries are refused with a named error when their dimension or declared metric differs from
-the index's; they are normalised as the index's gallery was. When the queries' identities
-and cameras are known, the gallery items of a query's identity under its own camera (junk in
-the evaluation's protocol) are left out of its list, as the evaluation leaves them out.
+the index's; they are normalised as the index's gallery was. Queries that do not come from the
+index's switchable checkpoint (at any width) are searched with a warning (:mod:`.provenance`).
+When the queries' identities and cameras are known, the gallery items of a query's identity
+under its own camera (junk in the evaluation's protocol) are left out of its list, as the
+evaluation leaves them out.
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import List, NamedTuple, Optional, Sequence
 
@@ -19,11 +22,14 @@ from .devices import to_device
 from .errors import DimensionMismatchError, MetricMismatchError
 from .faiss_ops import prepare, set_search_parameters, to_scores
 from .gallery import UNKNOWN, FeatureSet
+from .provenance import query_source_warning
 from .shards import check_shards, merge_topk
 from .store import IndexFolder
 
 __all__ = ["SearchResult", "check_queries", "describe", "gallery_ids", "query_matches",
            "save_search_result", "search_folders"]
+
+logger = logging.getLogger(__name__)
 
 
 class SearchResult(NamedTuple):
@@ -79,8 +85,11 @@ def search_folders(folders: Sequence[IndexFolder], queries: FeatureSet, k: int =
     of one gallery, merged by score)."""
     ordered = check_shards(folders)
     meta = ordered[0].meta
-    check_queries(meta, queries.feats.shape[1], metric or queries.metric,
-                  f"the queries of {queries.source}")
+    what = f"the queries of {queries.source}"
+    check_queries(meta, queries.feats.shape[1], metric or queries.metric, what)
+    warning = query_source_warning(meta.get("model"), queries.model, what)
+    if warning:
+        logger.warning(warning)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     query = prepare(queries.feats, meta["metric"], f"features of {queries.source}")
