@@ -138,6 +138,9 @@ def _task_panels(axes, runs: Sequence[Run], keys: List[List[str]], ylabel: str) 
         ax.grid(alpha=0.3)
         if run_keys:
             ax.legend(fontsize=8)
+        else:  # a record made before these were logged
+            ax.text(0.5, 0.5, "not logged by this run", transform=ax.transAxes,
+                    ha="center", va="center", color="0.4")
     values = [v for run, ks in zip(runs, keys) for k in ks for _, v in run.series[k]]
     if values:
         for ax in axes:
