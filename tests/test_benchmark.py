@@ -107,6 +107,15 @@ def test_tables_report_mean_and_spread():
     assert json.loads(json.dumps(results)) == results
 
 
+def test_a_candidate_method_is_reported_after_the_papers_as_switchable():
+    results = aggregate({"sfsc_distill": {0: matrix_of(50)}, "sfsc": {0: matrix_of(40)}})
+    assert results["sfsc_distill"]["title"] == "sfsc_distill" and "sfsc_distill" not in METHODS
+    text = markdown(results, "Synthetic")
+    # switchable: its row of Table 3 queries the full model's gallery, below the paper's rows
+    candidate = "| sfsc_distill | 60.00 | 60.00 | 61.00 | 61.00 |"
+    assert text.index("| SFSC | 50.00") < text.index(candidate)
+
+
 def test_committed_records_are_reused_on_a_new_machine(tmp_path, fake_training):
     records = tmp_path / "benchmarks" / "runs"
     runner_of(tmp_path / "first", records=records).run_all()

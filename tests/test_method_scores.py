@@ -56,6 +56,19 @@ def test_the_screen_ranks_by_score_and_breaks_ties_by_the_full_model():
     assert [r["chosen"] for r in ranked] == [True, True, False, False]
 
 
+def test_a_tie_is_a_distance_not_a_rounding():
+    # S = 62.504 and 62.506: 0.002 apart, on either side of a rounding edge
+    rows = {"a": [50, 60, 70, 70.016], "b": [50.024, 60, 70, 70]}
+    results = _results({k: {0: _matrix(v)} for k, v in rows.items()})
+    assert [round(score(results, k, 0), 3) for k in "ab"] == [62.504, 62.506]
+    ranked = rank_screen(results, ["b", "a"], keep=1)
+    assert [r["method"] for r in ranked] == ["a", "b"] and ranked[0]["chosen"]
+    # beyond the tie distance the score decides, whatever the full model
+    rows["b"][0] += 0.1
+    results = _results({k: {0: _matrix(v)} for k, v in rows.items()})
+    assert [r["method"] for r in rank_screen(results, ["a", "b"])] == ["b", "a"]
+
+
 def test_a_candidate_is_chosen_only_when_every_rule_holds():
     better = {k: [v[0] + 4, v[1] + 1, v[2] + 1, v[3] + 0.5] for k, v in SFSC.items()}
     results = _results({"sfsc": {k: _matrix(v) for k, v in SFSC.items()},

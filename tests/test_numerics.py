@@ -117,3 +117,10 @@ def test_other_rounding_stays_within_the_tolerance(sfsc_numbers, tmp_path):
         other = json.load(f)
     assert other != sfsc_numbers  # the rounding did differ
     assert numerics.differences(sfsc_numbers, other) == []
+
+
+def test_a_zero_matches_rounding_noise_but_not_a_real_change():
+    assert numerics.differences({"step1/norm/head": 0.0}, {"step1/norm/head": 1e-12}) == []
+    assert numerics.differences({"step0/norm/head": 2.0}, {"step0/norm/head": 2.0 + 1e-5}) == []
+    assert numerics.differences({"step0/norm/head": 2.0}, {"step0/norm/head": 2.001}) != []
+    assert numerics.differences({"step2/moved/head": 1e-6}, {"step2/moved/head": 2e-6}) != []

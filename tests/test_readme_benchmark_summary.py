@@ -6,6 +6,7 @@ import os
 import re
 
 import numpy as np
+
 from sfsc.benchmark.tables.method_scores import cross_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -24,9 +24,6 @@ from sfsc.benchmark.tables.child_process import exit_on_sigterm
 from sfsc.engine.defaults import exit_on_user_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Where each protocol's selection is committed: beside the protocol.
-OUTPUTS = {"SyntheticHard": os.path.join("benchmarks", "SyntheticHardLong", "selection"),
-           "HangulReID": os.path.join("benchmarks", "HangulReID", "selection")}
 
 
 def main(argv=None) -> int:
@@ -38,7 +35,7 @@ def main(argv=None) -> int:
                         "(benchmarks/SyntheticHardLong/selection, benchmarks/HangulReID/selection)")
     args = parser.parse_args(argv)
     protocol = PROTOCOLS[args.dataset]
-    output = args.output or os.path.join(ROOT, OUTPUTS[args.dataset])
+    output = args.output or os.path.join(ROOT, protocol.output)
     command = "python tools/select_schedule.py " + shlex.join(
         argv if argv is not None else sys.argv[1:])
     selection = select_schedule(ROOT, args.runs_root, output, command.strip(), protocol=protocol)

@@ -83,7 +83,8 @@ def _identity_images(rng: np.random.Generator, p: GlyphParams, pid: int, charact
 def _distractors(rng: np.random.Generator, pick: np.random.Generator, p: GlyphParams,
                  pool: Sequence[int], taken: set) -> List[GlyphImage]:
     """Gallery images of pid 0: characters of ``pool`` (no identity's, in ``pick``'s order),
-    one each while they last."""
+    one each, starting over when ``pool`` runs out (a count above its size repeats characters,
+    each time in another camera and frame)."""
     if p.num_distractors and not len(pool):
         raise ValueError("distractors need characters that are no identity's: the fonts draw "
                          "too few characters")

@@ -7,7 +7,9 @@ own config on a tiny set-up: 64 generated 24×12 images of 16 identities through
 train loader (transforms, identity sampler, per-position seeding) at input 32×16, batches of
 8; the model, losses, compatible loss, aggregation, optimizer and warm-up the config selects,
 built from torch seed 0 without pretrained weights (weights are inputs, compared by checksum);
-three steps of :class:`TaskGradientTrainer` on one CPU thread in the config's precision. The
+three steps of :class:`TaskGradientTrainer` on one CPU thread, in the precision the config
+gives on the CPU (fp32 for AMP in float16, which the CPU does not run: the CUDA fp16 /
+GradScaler path of a ``.cuda.json`` record is not fingerprinted, only its fp32 numerics). The
 classifier is first scaled so the largest logit of the first batch is 3 × the evidential
 LOGIT_CLAMP: saturated logits are part of what long training meets, and the clamp's gradient
 acts only there. Finally :func:`evaluate_compatibility` scores fixed random features.
@@ -56,6 +58,7 @@ IDENTITIES, IMAGES_PER_IDENTITY, BATCH, INSTANCES = 16, 4, 8, 2
 #: amplified (Adam's first step is ±lr on every component, whatever its size): up to 1e-3
 #: measured, so those numbers only catch changes of a percent (an optimizer, a schedule).
 TOLERANCE, LATE_TOLERANCE = 1e-4, 1e-2
+ABSOLUTE_FLOOR = 1e-9  # below it two numbers are the same zero
 _DIGITS = 7
 _CACHE: Dict[str, Dict[str, float]] = {}
 
@@ -82,8 +85,9 @@ def _isolated(threads: int = 1) -> Iterator[None]:
     """Global RNGs and thread count as the caller had them, whatever happens inside."""
     py_state, np_state, count = random.getstate(), np.random.get_state(), torch.get_num_threads()
     torch.set_num_threads(threads)
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=devices):
             yield
     finally:
         torch.set_num_threads(count)
@@ -225,7 +229,8 @@ def _close(name: str, a: float, b: float) -> bool:
     tol = TOLERANCE if name.startswith(("step0/", "eval/")) else LATE_TOLERANCE
     if "/cos/" in name or name.startswith("eval/"):  # in [-1, 1]: absolute
         return abs(a - b) <= tol
-    return abs(a - b) <= tol * max(abs(a), abs(b))
+    # The floor: a quantity that is 0 in one record and rounding noise in another matches.
+    return abs(a - b) <= max(tol * max(abs(a), abs(b)), ABSOLUTE_FLOOR)
 
 
 def differences(recorded: Dict[str, float], current: Dict[str, float]) -> List[str]:

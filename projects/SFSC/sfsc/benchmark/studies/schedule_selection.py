@@ -60,19 +60,23 @@ CANDIDATES: Tuple[Schedule, ...] = (
 @dataclass(frozen=True)
 class Protocol:
     """A committed selection protocol: the data set whose configs train (a folder under
-    configs/), its candidates in ascending order (the last is the cap) and the step cap."""
+    configs/), its candidates in ascending order (the last is the cap), the step cap and where
+    its selection is committed (beside the protocol, relative to the repository)."""
 
     dataset: str
     candidates: Tuple[Schedule, ...]
     step_cap: int
+    output: str
 
 
-TESTBED = Protocol(DATASET, CANDIDATES, STEP_CAP)
+TESTBED = Protocol(DATASET, CANDIDATES, STEP_CAP,
+                   os.path.join("benchmarks", "SyntheticHardLong", "selection"))
 # benchmarks/HangulReID/PROTOCOL.md's table (199 steps an epoch; the testbed's warm-up rule,
 # an epoch per 12; 7 epochs = 1,393 steps: a switchable run within about 30 min on 2 cores).
 HANGUL = Protocol("HangulReID", (
     Schedule(3, (1, 2), 199), Schedule(4, (1, 3), 199), Schedule(5, (2, 4), 199),
-    Schedule(6, (2, 4), 199), Schedule(7, (2, 5), 199)), 1400)
+    Schedule(6, (2, 4), 199), Schedule(7, (2, 5), 199)), 1400,
+    os.path.join("benchmarks", "HangulReID", "selection"))
 PROTOCOLS: Dict[str, Protocol] = {p.dataset: p for p in (TESTBED, HANGUL)}
 
 

@@ -7,24 +7,26 @@ spread √((s²_a + s²_b) / 2), s the sample sd (ddof 1) over seeds.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .methods import METHODS
+from .methods import method_named
 
 __all__ = ["cross_row", "score", "pooled_sd", "rank_screen", "selection_verdict",
            "confirmation_verdict"]
 
 Results = Dict  # a benchmark's results.json
+TIE = 0.01  # scores this close (mAP points) are ranked by the full model's M(φ_1, φ)
 
 
 def cross_row(results: Results, method: str, seed: int) -> List[float]:
     """M(φ_γ, φ) mAP (%) of ``method`` at ``seed``, γ ascending (per-width: the diagonal)."""
     entry = results["methods"][method]
     matrix = np.asarray(entry["mAP"]["per_seed"][entry["seeds"].index(seed)])
-    per_width = method in METHODS and METHODS[method].kind == "per_width"
+    per_width = method_named(method).kind == "per_width"
     return [float(v) for v in (np.diag(matrix) if per_width else matrix[:, -1])]
 
 
@@ -46,7 +48,14 @@ def rank_screen(results: Results, candidates: Sequence[str], seed: int = 0,
     higher M(φ_1, φ)); ``chosen`` marks the best ``keep``."""
     rows = [{"method": m, "S": score(results, m, seed), "row": cross_row(results, m, seed)}
             for m in candidates]
-    rows.sort(key=lambda r: (-round(r["S"], 2), -r["row"][-1]))
+
+    def before(a: Dict, b: Dict) -> int:
+        # A distance, not a rounding: S = 62.504 and 62.506 tie though they round apart.
+        if abs(a["S"] - b["S"]) > TIE:
+            return -1 if a["S"] > b["S"] else 1
+        return -1 if a["row"][-1] > b["row"][-1] else 1 if a["row"][-1] < b["row"][-1] else 0
+
+    rows.sort(key=functools.cmp_to_key(before))
     for i, row in enumerate(rows):
         row["chosen"] = i < keep
     return rows

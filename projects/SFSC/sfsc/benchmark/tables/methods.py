@@ -16,7 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 from ...config_checks import ConfigError
 
 __all__ = ["Run", "Method", "METHODS", "ABLATION", "benchmark_runs", "matrix_members",
-           "resolve_methods", "runs_for", "unified_run_name"]
+           "method_named", "resolve_methods", "runs_for", "unified_run_name"]
 
 
 @dataclass(frozen=True)
@@ -54,18 +54,20 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
 def resolve_methods(keys: Sequence[str], config_dir: str, net: str = "R18") -> List[Method]:
     """The methods named by ``keys``: the paper's (:data:`METHODS`), or any other config
     ``<key>_<net>.yml`` in ``config_dir``, trained as one switchable run (a candidate method);
-    those are added to :data:`METHODS` so the report finds them. ConfigError for a key that is
-    neither."""
-    out = []
+    :data:`METHODS` itself is left as it is. ConfigError for a key that is neither."""
     for key in keys:
-        if key not in METHODS:
-            if not os.path.isfile(os.path.join(config_dir, f"{key}_{net}.yml")):
-                raise ConfigError(f"{key!r} is not one of the paper's methods "
-                                  f"({', '.join(METHODS)}) and {config_dir} has no "
-                                  f"{key}_{net}.yml to train as a switchable method.")
-            METHODS[key] = Method(key, key, key, "switchable")
-        out.append(METHODS[key])
-    return out
+        if key not in METHODS and not os.path.isfile(os.path.join(config_dir,
+                                                                  f"{key}_{net}.yml")):
+            raise ConfigError(f"{key!r} is not one of the paper's methods "
+                              f"({', '.join(METHODS)}) and {config_dir} has no "
+                              f"{key}_{net}.yml to train as a switchable method.")
+    return [method_named(key) for key in keys]
+
+
+def method_named(key: str) -> Method:
+    """The paper's method ``key``, else a candidate: a config stem trained as one switchable
+    run, titled by its stem."""
+    return METHODS.get(key) or Method(key, key, key, "switchable")
 
 
 #: Rows of the paper's ablation table (Table 6).

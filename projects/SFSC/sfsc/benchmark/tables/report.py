@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .methods import ABLATION, METHODS
+from .methods import ABLATION, METHODS, method_named
 
 __all__ = ["aggregate", "markdown", "heatmaps"]
 
@@ -23,7 +23,7 @@ def aggregate(matrices: Matrices) -> Dict[str, dict]:
     for key, by_seed in matrices.items():
         seeds = sorted(by_seed)
         first = by_seed[seeds[0]]
-        entry = {"title": METHODS[key].title, "widths": first["widths"], "seeds": seeds}
+        entry = {"title": method_named(key).title, "widths": first["widths"], "seeds": seeds}
         for metric in ("mAP", "R1", "mINP"):
             stack = np.array([by_seed[s][metric] for s in seeds], dtype=float)
             entry[metric] = {"mean": stack.mean(0).round(2).tolist(),
@@ -41,7 +41,7 @@ def _cell(entry: dict, metric: str, i: int, j: int) -> str:
 
 def _full_row(entry: dict, key: str, i: int) -> int:
     """Column of the gallery model of M(φ_γ, φ): the full model; a unified model's own width."""
-    return i if METHODS[key].kind == "per_width" else len(entry["widths"]) - 1
+    return i if method_named(key).kind == "per_width" else len(entry["widths"]) - 1
 
 
 def _label(w: float) -> str:
@@ -58,10 +58,10 @@ def table2(results: Dict[str, dict], order: Sequence[str]) -> List[str]:
                   "| query \\ gallery | " + " | ".join(_label(w) for w in widths) + " |",
                   "|---" * (len(widths) + 1) + "|"]
         for i, w in enumerate(widths):
-            cells = [_cell(entry, "mAP", i, j) if METHODS[key].kind != "per_width" or i == j
+            cells = [_cell(entry, "mAP", i, j) if method_named(key).kind != "per_width" or i == j
                      else "-" for j in range(len(widths))]
             lines.append(f"| {_label(w)} | " + " | ".join(cells) + " |")
-        if METHODS[key].kind == "per_width":
+        if method_named(key).kind == "per_width":
             off = np.array(entry["mAP"]["mean"])
             off = off[~np.eye(len(widths), dtype=bool)]
             lines += ["", f"Separately trained unified models are not compatible with each "
@@ -88,7 +88,7 @@ def table3(results: Dict[str, dict], order: Sequence[str], metrics=("R1", "mAP")
 
 def markdown(results: Dict[str, dict], dataset: str, header: Sequence[str] = ()) -> str:
     """The three tables (Table 2, 3 and 6 layouts) as Markdown."""
-    order = [k for k in METHODS if k in results]
+    order = [k for k in METHODS if k in results] + [k for k in results if k not in METHODS]
     main = [k for k in order if k not in ("sfsc_wo_loss", "sfsc_wo_aggregation")]
     lines = [f"# SFSC benchmark on {dataset}", "", *header, ""]
     lines += table2(results, main)

@@ -15,10 +15,13 @@ trained, or a member of a matrix that has to be evaluated anew; its record stays
 A committed record is never replaced by another run's: when its inputs differ (config, weights,
 data), the runner stops before training anything and says what differs. When only the training
 code differs (the fingerprint), the record is stale: the run trains again and the old record
-moves to ``<records dir>/retired/seed<k>/<run>.<its fingerprint>.json`` before the new one is
-written. :meth:`BenchmarkRunner.plan` says for each run what will happen and why, training
-nothing. Records are kept per device: ``<run>.json`` for the CPU, ``<run>.cuda.json`` for the
-GPU, so the two never mix.
+moves to ``<records dir>/retired/seed<k>/<run>.<its fingerprint>.json`` (``-2``, ``-3``, ... when
+that name is taken) before the new one is written. The code must stay as it is on disk while
+the runner runs: each run trains in a child process that imports it anew, while the records'
+fingerprints come from this process, so a run that ends with other code on disk writes no
+record (:mod:`.code_state`). :meth:`BenchmarkRunner.plan` says for each run what will happen
+and why, training nothing. Records are kept per device: ``<run>.json`` for the CPU,
+``<run>.cuda.json`` for the GPU, so the two never mix.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from fastreid.config import get_cfg
 from ...config import add_sfsc_config
 from ...config_checks import ConfigError
 from .child_process import run_to_end
+from .code_state import changed_files, code_state
 from .methods import Run
 from .records import (
     config_differences,
@@ -120,6 +124,7 @@ class BenchmarkRunner:
         output = os.path.dirname(os.path.dirname(os.path.abspath(records_dir))) \
             if records_dir else None
         self.commit = git_commit(repo, output)
+        self.code = code_state(repo)  # what this process imported, and fingerprints
         #: "cpu" or "cuda": the device this machine trains the runs on, which names records.
         self.device = device_kind(self._cfg(self.runs[0], self.extra_opts)) if self.runs \
             else "cpu"
@@ -210,6 +215,9 @@ class BenchmarkRunner:
             return {k: v for k, v in config.items() if not is_numerics(k)}
 
         record = read_record(self.record_path(seed, run.name))
+        if (record is None or "effective_config" not in record
+                or record.get("run") != run.name or record.get("seed") != seed):
+            return False  # another run's, or too old to tell: a conflict, not a stale record
         return not config_differences(strip(record["effective_config"]),
                                       strip(self.effective_config(run, seed)))
 
@@ -316,8 +324,12 @@ class BenchmarkRunner:
         record = read_record(path)
         seed_dir = os.path.basename(os.path.dirname(path))
         name = os.path.basename(path)[:-len(".json")]
-        target = os.path.join(self.records_dir, "retired", seed_dir,
-                              f"{name}.{record.get('fingerprint', 'unknown')}.json")
+        stem = os.path.join(self.records_dir, "retired", seed_dir,
+                            f"{name}.{record.get('fingerprint', 'unknown')}")
+        target, n = stem + ".json", 1
+        while os.path.exists(target):  # the same run retired twice: both kept
+            n += 1
+            target = f"{stem}-{n}.json"
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(path, target)
         self.log(f"Retired the stale record {self._relative(path)} to {self._relative(target)}")
@@ -378,6 +390,15 @@ class BenchmarkRunner:
         if code != 0:
             raise RuntimeError(f"{run.name} (seed {seed}) failed with exit code {code}; see "
                                f"{os.path.join(out, 'log.txt')} and stdout.txt")
+        changed = changed_files(self.code, code_state(self.repo))
+        if changed:
+            raise RuntimeError(
+                "The training code changed on disk while the benchmark ran ("
+                f"{', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}): {run.name} "
+                f"(seed {seed}) may have "
+                "trained with code other than the one this process fingerprints, so no record is "
+                "written for it. Keep the code fixed while a benchmark runs (e.g. train from a "
+                "git worktree) and run the command again.")
         record = {"run": run.name, "config": os.path.relpath(
                       os.path.join(self.config_dir, run.config), self.repo),
                   "overrides": [self._portable(a) for a in self._opts(run, seed)[:-2]],

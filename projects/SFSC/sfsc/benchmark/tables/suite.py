@@ -11,7 +11,7 @@ from fastreid.config import get_cfg
 from ...config import add_sfsc_config
 from .curves import plot
 from .matrices import is_cached, members_to_evaluate, model_set_matrix
-from .methods import METHODS, benchmark_runs, resolve_methods
+from .methods import benchmark_runs, method_named, resolve_methods
 from .records import curves_to_series
 from .report import aggregate, heatmaps, markdown
 from .runner import BenchmarkRunner
@@ -133,5 +133,5 @@ def run_suite(root: str, dataset: str, method_keys: Sequence[str], seeds: Sequen
             curves = records[(seed, key)]["curves"]
             if curves:
                 plot(curves_to_series(curves), os.path.join(out, "curves", f"{key}_seed{seed}.png"),
-                     title=f"{METHODS[key].title}, seed {seed}")
+                     title=f"{method_named(key).title}, seed {seed}")
     return out
