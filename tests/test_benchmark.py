@@ -116,6 +116,17 @@ def test_a_candidate_method_is_reported_after_the_papers_as_switchable():
     assert text.index("| SFSC | 50.00") < text.index(candidate)
 
 
+def test_a_record_names_the_vector_instructions_its_cpu_kernels_used():
+    # Two CPUs sold under one name can run other kernels (AVX2 / AVX-512), which round
+    # differently: the record says which, as torch was told to use them.
+    code = ("import json; from sfsc.benchmark.tables.run_inputs import machine; "
+            "print(json.dumps(machine('cpu')))")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}  # every CPU can run these
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()[-1]
+    assert json.loads(out)["cpu_capability"] == "DEFAULT"
+
+
 def test_committed_records_are_reused_on_a_new_machine(tmp_path, fake_training):
     records = tmp_path / "benchmarks" / "runs"
     runner_of(tmp_path / "first", records=records).run_all()

@@ -140,6 +140,9 @@ def _cpu_model() -> str:
 
 
 def machine(device: str) -> Dict[str, Any]:
-    """Where a run trains: the CPU model, the device (``cpu`` or the GPU's name), torch."""
+    """Where a run trains: the CPU model, the vector instructions torch's CPU kernels use
+    (``AVX512``, ``AVX2``, ...: two CPUs of one model name can round differently), the device
+    (``cpu`` or the GPU's name), torch."""
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
-    return {"cpu": _cpu_model(), "device": gpu or "cpu", "torch": torch.__version__}
+    return {"cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "device": gpu or "cpu", "torch": torch.__version__}
