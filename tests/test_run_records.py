@@ -10,8 +10,9 @@ import torch
 from benchmark_runs import ROOT, load, runner_of
 
 from sfsc.benchmark.tables import run_inputs
+from sfsc.benchmark.tables.plan import RecordConflictError
 from sfsc.benchmark.tables.records import write_record
-from sfsc.benchmark.tables.runner import RECORD, RecordConflictError
+from sfsc.benchmark.tables.runner import RECORD
 from sfsc.data import synthetic
 
 

@@ -15,9 +15,10 @@ from typing import Dict, Optional, Sequence, Set, Tuple
 from ...engine import SFSCTrainer
 from ...evaluation.model_set import ModelEntry, evaluate_model_set, load_trained_config
 from .methods import Method, matrix_members
+from .plan import RunRecord
 from .records import read_record, write_record
 from .run_inputs import file_checksum
-from .runner import BenchmarkRunner, RunRecord
+from .runner import BenchmarkRunner
 
 __all__ = ["cached_matrix", "is_cached", "members_to_evaluate", "model_set_matrix"]
 
